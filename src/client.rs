@@ -1,0 +1,294 @@
+//! Upstream connections: one pooled hyper client per upstream, whose connector always dials
+//! that upstream's configured address (resolved through a TTL-respecting DNS cache), with a
+//! connect deadline, TCP_NODELAY, and TLS with the upstream's SNI and trust roots. HTTP/2 is
+//! used when the upstream's ALPN picks it.
+//!
+//! Because the connector ignores the request URI's authority, the URI can carry the Host the
+//! upstream should see (which HTTP/2 sends as `:authority`) while connections go to the address.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use http::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::config::{Scheme, UpstreamSpec};
+use crate::proxy::body::UpstreamBody;
+
+/// Shared asynchronous DNS resolver with a cache that honours record TTLs.
+#[derive(Clone)]
+pub struct Dns(Option<Arc<TokioResolver>>);
+
+impl Dns {
+    /// The system resolver (`/etc/resolv.conf`); without one, names cannot be resolved and
+    /// only IP-literal upstreams work (logged).
+    pub fn system() -> Dns {
+        match TokioResolver::builder_tokio().and_then(|b| b.build()) {
+            Ok(r) => Dns(Some(Arc::new(r))),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS configuration; upstream host names will not resolve");
+                Dns(None)
+            }
+        }
+    }
+
+    async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, ConnectError> {
+        let resolver = self
+            .0
+            .as_ref()
+            .ok_or_else(|| ConnectError::Dns("no DNS resolver configured".into()))?;
+        let lookup = resolver
+            .lookup_ip(host)
+            .await
+            .map_err(|e| ConnectError::Dns(e.to_string()))?;
+        let ips: Vec<IpAddr> = lookup.iter().collect();
+        if ips.is_empty() {
+            return Err(ConnectError::Dns(format!("{host}: no addresses")));
+        }
+        Ok(ips)
+    }
+}
+
+/// Why a connection to an upstream could not be made; nothing was sent in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Name resolution failed.
+    #[error("dns: {0}")]
+    Dns(String),
+    /// TCP connect failed (refused, unreachable, reset).
+    #[error("connect: {0}")]
+    Io(#[from] io::Error),
+    /// TCP connect plus TLS handshake took longer than `connect_timeout`.
+    #[error("connect timed out")]
+    Timeout,
+    /// The TLS handshake failed (certificate, protocol).
+    #[error("tls: {0}")]
+    Tls(io::Error),
+}
+
+/// Dials one upstream's address, whatever the request URI says.
+#[derive(Clone)]
+pub struct Connector(Arc<Target>);
+
+struct Target {
+    host: String,
+    ip: Option<IpAddr>,
+    port: u16,
+    connect_timeout: Duration,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    dns: Dns,
+}
+
+impl Connector {
+    /// A connector for `spec`; fails when its `ca_file` cannot be read.
+    pub fn new(spec: &UpstreamSpec, dns: Dns) -> Result<Connector, String> {
+        let tls = match spec.address.scheme {
+            Scheme::Http => None,
+            Scheme::Https => Some(tls_client(spec)?),
+        };
+        Ok(Connector(Arc::new(Target {
+            host: spec.address.host.clone(),
+            ip: spec.address.host.parse().ok(),
+            port: spec.address.port,
+            connect_timeout: spec.connect_timeout,
+            tls,
+            dns,
+        })))
+    }
+}
+
+/// rustls client settings for an HTTPS upstream: public roots plus `ca_file`, ALPN h2 and
+/// http/1.1, SNI per the config rules (none for an IP address).
+fn tls_client(spec: &UpstreamSpec) -> Result<(TlsConnector, ServerName<'static>), String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &spec.ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no PEM certificates", path.display()));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let name = match &spec.sni {
+        Some(sni) => ServerName::try_from(sni.clone()).map_err(|e| format!("sni {sni:?}: {e}"))?,
+        None => match spec.address.host.parse::<IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => {
+                ServerName::try_from(spec.address.host.clone()).map_err(|e| format!("{e}"))?
+            }
+        },
+    };
+    Ok((TlsConnector::from(Arc::new(config)), name))
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = Conn;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Conn, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let target = self.0.clone();
+        Box::pin(async move {
+            let deadline = target.connect_timeout;
+            tokio::time::timeout(deadline, target.connect())
+                .await
+                .map_err(|_| ConnectError::Timeout)?
+        })
+    }
+}
+
+impl Target {
+    async fn connect(&self) -> Result<Conn, ConnectError> {
+        let ips = match self.ip {
+            Some(ip) => vec![ip],
+            None => self.dns.resolve(&self.host).await?,
+        };
+        let mut last = None;
+        let mut tcp = None;
+        for ip in ips {
+            match TcpStream::connect(SocketAddr::new(ip, self.port)).await {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let tcp = match (tcp, last) {
+            (Some(s), _) => s,
+            (None, Some(e)) => return Err(ConnectError::Io(e)),
+            (None, None) => return Err(ConnectError::Dns("no addresses".into())),
+        };
+        tcp.set_nodelay(true)?;
+        match &self.tls {
+            None => Ok(Conn::Plain(TokioIo::new(tcp))),
+            Some((connector, name)) => {
+                let tls = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(ConnectError::Tls)?;
+                Ok(Conn::Tls(TokioIo::new(Box::new(tls))))
+            }
+        }
+    }
+}
+
+/// An upstream connection, plain or TLS.
+pub enum Conn {
+    /// Plain TCP.
+    Plain(TokioIo<TcpStream>),
+    /// TLS over TCP.
+    Tls(TokioIo<Box<TlsStream<TcpStream>>>),
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        match self {
+            Conn::Plain(_) => Connected::new(),
+            Conn::Tls(s) => {
+                let h2 = s.inner().get_ref().1.alpn_protocol() == Some(b"h2");
+                if h2 {
+                    Connected::new().negotiated_h2()
+                } else {
+                    Connected::new()
+                }
+            }
+        }
+    }
+}
+
+impl hyper::rt::Read for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// The pooled client of one upstream.
+pub type UpstreamClient = Client<Connector, UpstreamBody>;
+
+/// Builds the pooled keep-alive client for `spec`.
+pub fn build(spec: &UpstreamSpec, dns: Dns) -> Result<UpstreamClient, String> {
+    let connector = Connector::new(spec, dns)?;
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(1024)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .set_host(false)
+        .build(connector))
+}

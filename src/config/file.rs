@@ -1,0 +1,302 @@
+//! Serde mirror of the config file, version 1. No logic lives here: every value a user can get
+//! wrong is kept as text with its byte span, and `validate` turns it into typed settings,
+//! reporting every mistake with file:line:col. Unknown keys are rejected by serde.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A string from the file with its position; may hold `${VAR}` references.
+pub type Text = Spanned<String>;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Client-facing listeners. Required.
+    pub listen: Spanned<Listen>,
+    /// Admin API. Default: enabled on 127.0.0.1:9901, no token.
+    #[serde(default)]
+    pub admin: Admin,
+    /// Connection and request-head limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Log format and the access log.
+    #[serde(default)]
+    pub log: Log,
+    /// TLS certificates for `listen.https`.
+    #[serde(default)]
+    pub tls: Tls,
+    /// Settings every upstream inherits unless it overrides them.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Upstreams by name, in name order.
+    #[serde(default)]
+    pub upstreams: BTreeMap<Text, Upstream>,
+    /// Routes in file order.
+    #[serde(default)]
+    pub routes: Vec<Spanned<Route>>,
+}
+
+/// `[listen]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Plain HTTP/1.1 and h2c addresses. Default: none.
+    #[serde(default)]
+    pub http: Vec<Text>,
+    /// TLS addresses (ALPN h2, http/1.1). Default: none.
+    #[serde(default)]
+    pub https: Vec<Text>,
+    /// Add `x-bascule-upstream` / `x-bascule-attempts` to responses. Default: false.
+    #[serde(default)]
+    pub debug_headers: bool,
+    /// CIDRs whose X-Forwarded-For is kept and appended to. Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Text>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Default: true.
+    pub enabled: Option<bool>,
+    /// Default: "127.0.0.1:9901".
+    pub listen: Option<Text>,
+    /// Bearer token; required for a non-loopback address. Default: none.
+    pub token: Option<Text>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Request head size limit (431 beyond). Default: "64KiB".
+    pub max_header_bytes: Option<Spanned<Scalar>>,
+    /// Time a client has to send its request head. Default: "10s".
+    pub header_timeout: Option<Text>,
+    /// Keep-alive connections idle longer are closed. Default: "60s".
+    pub idle_timeout: Option<Text>,
+    /// Time in-flight requests get on SIGTERM. Default: "30s".
+    pub shutdown_grace: Option<Text>,
+    /// Open client connections at most; further ones wait in the accept queue. Default: 10000.
+    pub max_connections: Option<Spanned<i64>>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// "text" or "json". Default: "text".
+    pub format: Option<Text>,
+    /// One line per request. Default: true.
+    pub access: Option<bool>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// `[[tls.certificates]]`: the first is the default for clients without a known SNI.
+    #[serde(default)]
+    pub certificates: Vec<Certificate>,
+}
+
+/// One `[[tls.certificates]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    /// PEM certificate chain file.
+    pub cert: Text,
+    /// PEM private key file.
+    pub key: Text,
+}
+
+/// `[defaults]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Default: "1s".
+    pub connect_timeout: Option<Text>,
+    /// Until response headers. Default: "15s".
+    pub response_timeout: Option<Text>,
+    /// `[defaults.health]`.
+    #[serde(default)]
+    pub health: Health,
+    /// `[defaults.passive]`.
+    #[serde(default)]
+    pub passive: Passive,
+}
+
+/// Active health-check settings (in `[defaults.health]` or `[upstreams.X.health]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Default: "/healthz".
+    pub path: Option<Text>,
+    /// Default: "1s".
+    pub interval: Option<Text>,
+    /// Default: "800ms".
+    pub timeout: Option<Text>,
+    /// Consecutive passes to become healthy. Default: 2.
+    pub rise: Option<Spanned<i64>>,
+    /// Consecutive failures to become unhealthy. Default: 2.
+    pub fall: Option<Spanned<i64>>,
+    /// Default: "200-399".
+    pub expect_status: Option<Text>,
+    /// Host header for probes (upstreams only). Default: the upstream's host, else its address.
+    pub host: Option<Text>,
+}
+
+/// Passive failure detection settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Passive {
+    /// Live failures in a row that eject. Default: 3.
+    pub consecutive_failures: Option<Spanned<i64>>,
+    /// First ejection; doubles on repeats up to 5m. Default: "10s".
+    pub ejection: Option<Text>,
+}
+
+/// `[upstreams.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// `scheme://host[:port]`. Required.
+    pub address: Text,
+    /// Host header to send. Default: the client's Host.
+    pub host: Option<Text>,
+    /// TLS server name. Default: host, else the address's host name.
+    pub sni: Option<Text>,
+    /// Extra trust roots (PEM). Default: public roots only.
+    pub ca_file: Option<Text>,
+    /// Overrides `defaults.connect_timeout`.
+    pub connect_timeout: Option<Text>,
+    /// Overrides `defaults.response_timeout`.
+    pub response_timeout: Option<Text>,
+    /// Overrides keys of `[defaults.health]`.
+    #[serde(default)]
+    pub health: Health,
+    /// Overrides keys of `[defaults.passive]`.
+    #[serde(default)]
+    pub passive: Passive,
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Unique name. Required.
+    pub name: Text,
+    /// Host patterns: exact, "*.suffix" or "*". Required.
+    pub hosts: Spanned<Vec<Text>>,
+    /// Plain string prefix. Default: "/".
+    pub path_prefix: Option<Text>,
+    /// Ordered tiers; an array is a balanced group. Required.
+    pub tiers: Spanned<Vec<TierEntry>>,
+    /// A recovered higher tier must stay healthy this long first. Default: "10s".
+    pub failback_delay: Option<Text>,
+    /// `[routes.retry]`.
+    #[serde(default)]
+    pub retry: Retry,
+}
+
+/// `[routes.retry]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Total tries across tiers, the first included. Default: 3.
+    pub attempts: Option<Spanned<i64>>,
+    /// Statuses that count as failures: codes or "lo-hi" ranges. Default: [502, 503, 504, "520-530"].
+    pub on_status: Option<Vec<Spanned<Scalar>>>,
+    /// Bodies up to this size are kept for replay. Default: "64KiB".
+    pub buffer_body: Option<Spanned<Scalar>>,
+}
+
+/// A value that may be written as an integer or a string (sizes, status codes and ranges).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// Written as a TOML integer.
+    Int(i64),
+    /// Written as a TOML string.
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                i64::try_from(v)
+                    .map(Scalar::Int)
+                    .map_err(|_| E::custom("integer out of range"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One entry of `tiers`: an upstream name, or an array of names balanced together.
+#[derive(Debug)]
+pub enum TierEntry {
+    /// `"cloudflare"`.
+    One(Text),
+    /// `["origin-a", "origin-b"]`.
+    Group(Vec<Text>),
+}
+
+impl<'de> Deserialize<'de> for TierEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Through Spanned, so that a single name keeps its position; the names of a group
+        // carry their own spans.
+        let v = Spanned::<RawTier>::deserialize(d)?;
+        let span = v.span();
+        Ok(match v.into_inner() {
+            RawTier::One(s) => TierEntry::One(Spanned::new(span, s)),
+            RawTier::Group(g) => TierEntry::Group(g),
+        })
+    }
+}
+
+/// The tier value itself, without its span.
+enum RawTier {
+    One(String),
+    Group(Vec<Text>),
+}
+
+impl<'de> Deserialize<'de> for RawTier {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawTier;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an upstream name or an array of upstream names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTier, E> {
+                Ok(RawTier::One(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawTier, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<Text>()? {
+                    names.push(name);
+                }
+                Ok(RawTier::Group(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,339 @@
+//! Configuration: the file format (`file`), value parsers (`units`), and validation into the
+//! typed [`Config`] (`validate`). `load` reads a file and returns either a complete, valid
+//! `Config` or every error found, each as `FILE:LINE:COL: message`.
+
+pub mod file;
+pub mod units;
+pub mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use units::{Cidr, StatusSet};
+
+/// Most attempts a route may make for one request (`retry.attempts`).
+pub const MAX_ATTEMPTS: usize = 16;
+
+/// A validated configuration, ready to be compiled into a routing table.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file as named on the command line.
+    pub path: PathBuf,
+    /// Hash of the file's bytes, to tell a real change from a touch.
+    pub content_hash: u64,
+    /// `[listen]`.
+    pub listen: Listen,
+    /// `[admin]`.
+    pub admin: Admin,
+    /// `[limits]`.
+    pub limits: Limits,
+    /// `[log]`.
+    pub log: Log,
+    /// `[[tls.certificates]]`, paths resolved against the config file's directory.
+    pub certificates: Vec<CertFiles>,
+    /// Upstreams in name order.
+    pub upstreams: Vec<UpstreamSpec>,
+    /// Routes in file order.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// Client-facing listeners and request-rewriting switches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listen {
+    /// Plain HTTP/1.1 + h2c addresses.
+    pub http: Vec<SocketAddr>,
+    /// TLS addresses.
+    pub https: Vec<SocketAddr>,
+    /// Add x-bascule-upstream / x-bascule-attempts to responses.
+    pub debug_headers: bool,
+    /// Peers whose X-Forwarded-* headers are kept.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// The admin API listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    /// false: no admin listener.
+    pub enabled: bool,
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Bearer token every admin request must carry, when set.
+    pub token: Option<String>,
+}
+
+/// Connection limits for client connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Request head size limit in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// Time allowed for the request head.
+    pub header_timeout: Duration,
+    /// Idle keep-alive connections are closed after this.
+    pub idle_timeout: Duration,
+    /// Time in-flight requests get on shutdown.
+    pub shutdown_grace: Duration,
+    /// Open client connections at most.
+    pub max_connections: usize,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// One access line per request.
+    pub access: bool,
+}
+
+/// A certificate chain and its key, as files.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CertFiles {
+    /// PEM chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Upstream transport scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    /// "http" or "https".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// Where an upstream lives: `scheme://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Address {
+    /// http or https.
+    pub scheme: Scheme,
+    /// Host name or IP literal (without brackets).
+    pub host: String,
+    /// Port (defaulted from the scheme).
+    pub port: u16,
+}
+
+impl Address {
+    /// `host:port` as it goes into a Host header (IPv6 in brackets).
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme.as_str(), self.authority())
+    }
+}
+
+/// Active health-check settings of one upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthSpec {
+    /// Probe path.
+    pub path: String,
+    /// Time between probes (jittered).
+    pub interval: Duration,
+    /// Probe deadline.
+    pub timeout: Duration,
+    /// Passes in a row to become healthy.
+    pub rise: u32,
+    /// Failures in a row to become unhealthy.
+    pub fall: u32,
+    /// Statuses that pass.
+    pub expect_status: StatusSet,
+    /// Host header for probes (already resolved from health.host / host / address).
+    pub host: String,
+}
+
+/// Passive failure detection settings of one upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassiveSpec {
+    /// Live failures in a row that eject (0 turns passive ejection off).
+    pub consecutive_failures: u32,
+    /// First ejection time; doubles on repeats up to five minutes.
+    pub ejection: Duration,
+}
+
+/// One upstream, as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSpec {
+    /// Unique name.
+    pub name: String,
+    /// Where to connect.
+    pub address: Address,
+    /// Host header to send; None: the client's.
+    pub host: Option<String>,
+    /// TLS server name; None: no SNI (IP address) or not TLS.
+    pub sni: Option<String>,
+    /// Extra trust roots.
+    pub ca_file: Option<PathBuf>,
+    /// TCP (and TLS) connect deadline.
+    pub connect_timeout: Duration,
+    /// Deadline for response headers.
+    pub response_timeout: Duration,
+    /// Active checks.
+    pub health: HealthSpec,
+    /// Passive detection.
+    pub passive: PassiveSpec,
+}
+
+/// A host pattern of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// A lower-case host name.
+    Exact(String),
+    /// `*.example.com`, kept as the suffix ".example.com".
+    Suffix(String),
+    /// `*`.
+    Any,
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Suffix(s) => write!(f, "*{s}"),
+            HostPattern::Any => f.write_str("*"),
+        }
+    }
+}
+
+/// Retry policy of a route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySpec {
+    /// Total attempts, the first included (1..=MAX_ATTEMPTS).
+    pub attempts: usize,
+    /// Statuses that count as failed attempts.
+    pub on_status: StatusSet,
+    /// Request bodies up to this many bytes are buffered for replay.
+    pub buffer_body: usize,
+}
+
+/// One route, as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteSpec {
+    /// Unique name.
+    pub name: String,
+    /// Host patterns.
+    pub hosts: Vec<HostPattern>,
+    /// Plain string path prefix.
+    pub path_prefix: String,
+    /// Tiers of upstream names, in order; each inner list is balanced (a group of one is a
+    /// plain tier).
+    pub tiers: Vec<Vec<String>>,
+    /// Continuous health a recovered higher tier needs before use.
+    pub failback_delay: Duration,
+    /// Retry policy.
+    pub retry: RetrySpec,
+}
+
+impl RouteSpec {
+    /// The `bascule check` line: `route NAME hosts=… prefix=… tiers: a > b > [c, d]`.
+    pub fn summary(&self) -> String {
+        let hosts: Vec<String> = self.hosts.iter().map(ToString::to_string).collect();
+        let tiers: Vec<String> = self
+            .tiers
+            .iter()
+            .map(|t| match t.as_slice() {
+                [one] => one.clone(),
+                group => format!("[{}]", group.join(", ")),
+            })
+            .collect();
+        format!(
+            "route {} hosts={} prefix={} tiers: {}",
+            self.name,
+            hosts.join(","),
+            self.path_prefix,
+            tiers.join(" > ")
+        )
+    }
+}
+
+/// One problem in a config file, positioned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file as named on the command line.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub col: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        /// The file as named.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read and is invalid; every diagnostic found.
+    #[error("{}", join_lines(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+fn join_lines(d: &[Diagnostic]) -> String {
+    d.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reads and validates the config file at `path`, expanding `${VAR}` from the process
+/// environment. Relative file paths inside resolve against the file's directory.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    validate::parse(path, &text, &|name| std::env::var(name).ok())
+}
+
+/// A 64-bit FNV-1a hash of the file's bytes (to detect unchanged content on file events).
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,207 @@
+//! Body types of the request path. `UpstreamBody` is what an attempt sends: nothing, a
+//! buffered (replayable) body, or the client's stream handed over once. `ProxyBody` is what the
+//! client receives: an upstream's streamed body, or a short local answer.
+//!
+//! A streamed request body that an attempt never started reading comes back to the forwarder
+//! when that attempt's request is dropped (the connect failed), so the next attempt can send it.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use crate::health::InFlight;
+
+/// A client body not (wholly) buffered: chunks already read, then the rest of the stream.
+#[derive(Debug)]
+pub struct Stream {
+    /// Chunks read while trying to buffer, sent first.
+    pub prefix: VecDeque<Bytes>,
+    /// The remainder of the client's body.
+    pub rest: Incoming,
+}
+
+/// A request body for one attempt.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// No body.
+    Empty,
+    /// A whole body in memory; each attempt gets a cheap clone.
+    Full(Option<Bytes>),
+    /// The client's stream; given back through `back` if dropped before it was read.
+    Stream {
+        /// The stream, until polled or returned.
+        stream: Option<Stream>,
+        /// Whether any frame was requested (then it can no longer be given back).
+        polled: bool,
+        /// Where an unread stream goes back to.
+        back: Option<oneshot::Sender<Stream>>,
+    },
+}
+
+impl UpstreamBody {
+    /// Wraps `stream` for one attempt; the receiver gets it back if the attempt never read it.
+    pub fn returnable(stream: Stream) -> (UpstreamBody, oneshot::Receiver<Stream>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            UpstreamBody::Stream {
+                stream: Some(stream),
+                polled: false,
+                back: Some(tx),
+            },
+            rx,
+        )
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if let UpstreamBody::Stream {
+            stream,
+            polled: false,
+            back,
+        } = self
+        {
+            if let (Some(s), Some(tx)) = (stream.take(), back.take()) {
+                // The receiver may be gone (the forwarder gave up): then the body is dropped.
+                let _unwanted = tx.send(s);
+            }
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Empty => Poll::Ready(None),
+            UpstreamBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            UpstreamBody::Stream { stream, polled, .. } => {
+                *polled = true;
+                let Some(s) = stream.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                if let Some(chunk) = s.prefix.pop_front() {
+                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                }
+                Pin::new(&mut s.rest).poll_frame(cx)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Empty => true,
+            UpstreamBody::Full(b) => b.is_none(),
+            UpstreamBody::Stream { stream, .. } => stream
+                .as_ref()
+                .is_none_or(|s| s.prefix.is_empty() && s.rest.is_end_stream()),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            UpstreamBody::Stream { stream: None, .. } => SizeHint::with_exact(0),
+            UpstreamBody::Stream {
+                stream: Some(s), ..
+            } => {
+                let pre: u64 = s.prefix.iter().map(|b| b.len() as u64).sum();
+                let rest = s.rest.size_hint();
+                let mut h = SizeHint::new();
+                h.set_lower(rest.lower() + pre);
+                if let Some(u) = rest.upper() {
+                    h.set_upper(u + pre);
+                }
+                h
+            }
+        }
+    }
+}
+
+/// A response body for the client.
+#[derive(Debug)]
+pub struct ProxyBody {
+    kind: Kind,
+    /// Keeps the answering upstream's in-flight count until the body is done.
+    _in_flight: Option<InFlight>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    /// An upstream's body, streamed; `in_flight` is released when it ends.
+    pub fn upstream(body: Incoming, in_flight: InFlight) -> ProxyBody {
+        ProxyBody {
+            kind: Kind::Upstream(body),
+            _in_flight: Some(in_flight),
+        }
+    }
+
+    /// A local answer.
+    pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+        let b: Bytes = bytes.into();
+        ProxyBody {
+            kind: Kind::Full((!b.is_empty()).then_some(b)),
+            _in_flight: None,
+        }
+    }
+
+    /// No body.
+    pub fn empty() -> ProxyBody {
+        ProxyBody {
+            kind: Kind::Full(None),
+            _in_flight: None,
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        match &mut this.kind {
+            Kind::Upstream(b) => {
+                let r = Pin::new(b).poll_frame(cx);
+                if let Poll::Ready(None) = r {
+                    this._in_flight = None;
+                }
+                r
+            }
+            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Upstream(b) => b.size_hint(),
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}

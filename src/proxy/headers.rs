@@ -1,0 +1,218 @@
+//! Pure header rewrites of RFC 9110 proxying: hop-by-hop removal, X-Forwarded-For/Proto/Host
+//! with the trusted-proxies rule, Via, and the Host sent upstream.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// X-Forwarded-For.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// X-Forwarded-Proto.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// X-Forwarded-Host.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const VIA_VALUE: &str = "1.1 bascule";
+
+/// Facts about the client connection that the rewrite needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The TCP peer's address.
+    pub ip: IpAddr,
+    /// Whether the peer is in `trusted_proxies`.
+    pub trusted: bool,
+    /// Whether the client connection is TLS.
+    pub https: bool,
+}
+
+/// Removes hop-by-hop headers: Connection and every header it names, Keep-Alive,
+/// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization and
+/// Proxy-Authenticate.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    for h in [
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHORIZATION,
+        &header::PROXY_AUTHENTICATE,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+    ] {
+        if headers.contains_key(h) {
+            headers.remove(h);
+        }
+    }
+}
+
+/// Rewrites a request's headers for an upstream. `received_host` is the client's Host (or
+/// HTTP/2 authority) as received; `upstream_host` the upstream's configured Host, if any.
+pub fn rewrite_request(
+    headers: &mut HeaderMap,
+    peer: Peer,
+    received_host: Option<&HeaderValue>,
+    upstream_host: Option<&HeaderValue>,
+) {
+    strip_hop_by_hop(headers);
+
+    let ip =
+        HeaderValue::from_str(&peer.ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| peer.trusted) {
+        Some(prev) => join(prev, ip.as_bytes()),
+        None => ip,
+    };
+    // From an untrusted peer every incoming X-Forwarded-* value is replaced.
+    if !peer.trusted {
+        headers.remove(&X_FORWARDED_FOR);
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.remove(&X_FORWARDED_HOST);
+    }
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        let proto = if peer.https { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
+    if let Some(host) = received_host.filter(|_| !headers.contains_key(&X_FORWARDED_HOST)) {
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    }
+    add_via(headers);
+    match upstream_host.or(received_host) {
+        Some(h) => {
+            headers.insert(header::HOST, h.clone());
+        }
+        None => {
+            headers.remove(header::HOST);
+        }
+    }
+}
+
+/// Rewrites a response's headers for the client.
+pub fn rewrite_response(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    add_via(headers);
+}
+
+fn add_via(headers: &mut HeaderMap) {
+    let via = match headers.get(header::VIA) {
+        Some(prev) => join(prev, VIA_VALUE.as_bytes()),
+        None => HeaderValue::from_static(VIA_VALUE),
+    };
+    headers.insert(header::VIA, via);
+}
+
+/// `prev, next` as one header value.
+fn join(prev: &HeaderValue, next: &[u8]) -> HeaderValue {
+    let mut v = Vec::with_capacity(prev.len() + 2 + next.len());
+    v.extend_from_slice(prev.as_bytes());
+    v.extend_from_slice(b", ");
+    v.extend_from_slice(next);
+    HeaderValue::from_bytes(&v).unwrap_or_else(|_| prev.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn peer(trusted: bool) -> Peer {
+        Peer {
+            ip: "192.0.2.7".parse().unwrap(),
+            trusted,
+            https: false,
+        }
+    }
+
+    #[test]
+    fn connection_and_the_headers_it_names_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "x"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn an_untrusted_peer_gets_its_forwarded_headers_replaced() {
+        let host = HeaderValue::from_static("www.example.com");
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.com"),
+        ]);
+        rewrite_request(&mut h, peer(false), Some(&host), None);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "www.example.com");
+        assert_eq!(h["via"], "1.1 bascule");
+        assert_eq!(h["host"], "www.example.com");
+    }
+
+    #[test]
+    fn a_trusted_peer_has_its_forwarded_for_appended_to() {
+        let host = HeaderValue::from_static("www.example.com");
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("via", "1.1 edge"),
+        ]);
+        rewrite_request(&mut h, peer(true), Some(&host), None);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "www.example.com");
+        assert_eq!(h["via"], "1.1 edge, 1.1 bascule");
+    }
+
+    #[test]
+    fn the_upstream_host_replaces_the_clients() {
+        let host = HeaderValue::from_static("example.com:8080");
+        let cdn = HeaderValue::from_static("www.example.com");
+        let mut h = map(&[("host", "example.com:8080")]);
+        rewrite_request(&mut h, peer(false), Some(&host), Some(&cdn));
+        assert_eq!(h["host"], "www.example.com");
+        assert_eq!(h["x-forwarded-host"], "example.com:8080");
+    }
+
+    #[test]
+    fn responses_lose_hop_by_hop_headers_and_gain_via() {
+        let mut h = map(&[
+            ("connection", "close"),
+            ("keep-alive", "1"),
+            ("content-type", "text/plain"),
+        ]);
+        rewrite_response(&mut h);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h["via"], "1.1 bascule");
+    }
+}

@@ -1,0 +1,137 @@
+//! The request path: one routing-snapshot load per request, route match, header rewrite, then
+//! the forwarder walks the attempt plan. Holds no locks.
+
+pub mod body;
+pub mod error;
+pub mod forward;
+pub mod headers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::{header, HeaderName, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use tracing::info;
+
+use crate::routing::RoutingTable;
+use body::ProxyBody;
+
+static X_BASCULE_UPSTREAM: HeaderName = HeaderName::from_static("x-bascule-upstream");
+static X_BASCULE_ATTEMPTS: HeaderName = HeaderName::from_static("x-bascule-attempts");
+
+/// The proxy: shared by every connection.
+#[derive(Clone)]
+pub struct Proxy {
+    table: Arc<ArcSwap<RoutingTable>>,
+}
+
+impl Proxy {
+    /// A proxy serving whatever table `table` holds at each request.
+    pub fn new(table: Arc<ArcSwap<RoutingTable>>) -> Proxy {
+        Proxy { table }
+    }
+
+    /// Handles one client request from `peer`; `https` tells whether it came over TLS.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        https: bool,
+    ) -> Response<ProxyBody> {
+        let start = Instant::now();
+        // One snapshot for the whole request: a reload meanwhile does not affect it.
+        let table = self.table.load_full();
+        let (mut parts, body) = req.into_parts();
+        // HTTP/2 carries the host in :authority; absolute-form HTTP/1 targets too.
+        let received_host = match parts.uri.authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => parts.headers.get(header::HOST).cloned(),
+        };
+        let host = received_host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let Some(route) = table.route(host, parts.uri.path()) else {
+            let resp = error::no_route();
+            access_log(
+                &table,
+                &parts,
+                resp.status().as_u16(),
+                "-",
+                "-",
+                0,
+                start,
+                peer,
+            );
+            return resp;
+        };
+        let peer_info = headers::Peer {
+            ip: peer.ip(),
+            trusted: table
+                .rewrite
+                .trusted_proxies
+                .iter()
+                .any(|c| c.contains(peer.ip())),
+            https,
+        };
+        let method = parts.method.clone();
+        let uri = parts.uri.clone();
+        headers::rewrite_request(&mut parts.headers, peer_info, received_host.as_ref(), None);
+        let (mut resp, report) = forward::forward(route, parts, body, received_host.clone()).await;
+        let upstream = report.upstream.as_ref().map_or("-", |u| u.name());
+        if table.rewrite.debug_headers {
+            let h = resp.headers_mut();
+            if let Some(u) = &report.upstream {
+                h.insert(X_BASCULE_UPSTREAM.clone(), u.name_header.clone());
+            }
+            h.insert(
+                X_BASCULE_ATTEMPTS.clone(),
+                HeaderValue::from(report.attempts),
+            );
+        }
+        if table.config.log.access {
+            info!(
+                target: "access",
+                route = %route.spec.name,
+                upstream,
+                attempts = report.attempts,
+                method = %method,
+                host,
+                path = %uri.path(),
+                status = resp.status().as_u16(),
+                ms = start.elapsed().as_secs_f64() * 1000.0,
+                peer = %peer,
+            );
+        }
+        resp
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn access_log(
+    table: &RoutingTable,
+    parts: &http::request::Parts,
+    status: u16,
+    route: &str,
+    upstream: &str,
+    attempts: usize,
+    start: Instant,
+    peer: SocketAddr,
+) {
+    if !table.config.log.access {
+        return;
+    }
+    info!(
+        target: "access",
+        route,
+        upstream,
+        attempts,
+        method = %parts.method,
+        path = %parts.uri.path(),
+        status,
+        ms = start.elapsed().as_secs_f64() * 1000.0,
+        peer = %peer,
+    );
+}

@@ -1,0 +1,226 @@
+//! The routing table: an immutable snapshot compiled from a [`Config`], swapped whole on
+//! reload. Routes point at long-lived [`Upstream`] objects (definition, pooled client, live
+//! health) that an [`UpstreamRegistry`] hands out, so an upstream whose identity is unchanged
+//! keeps its health and connections across reloads.
+
+pub mod matcher;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::uri::{Authority, Scheme as UriScheme};
+use http::HeaderValue;
+
+use crate::client::{self, Dns, UpstreamClient};
+use crate::config::{Cidr, Config, RouteSpec, UpstreamSpec};
+use crate::health::Health;
+pub use matcher::Matcher;
+
+/// One upstream: what it is (its spec), how to reach it (pooled client) and how it is doing.
+pub struct Upstream {
+    /// Its configuration; also its identity across reloads.
+    pub spec: UpstreamSpec,
+    /// Pooled keep-alive client dialling `spec.address`.
+    pub client: UpstreamClient,
+    /// Live health, shared with checkers and in-flight guards.
+    pub health: Arc<Health>,
+    /// URI scheme for requests to it.
+    pub scheme: UriScheme,
+    /// The Host header to send when `spec.host` is set.
+    pub host_header: Option<HeaderValue>,
+    /// The URI authority for requests when `spec.host` is set (HTTP/2 `:authority`).
+    pub host_authority: Option<Authority>,
+    /// `x-bascule-upstream` value.
+    pub name_header: HeaderValue,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.spec.name)
+            .field("address", &self.spec.address)
+            .finish()
+    }
+}
+
+impl Upstream {
+    fn new(spec: UpstreamSpec, dns: Dns) -> Result<Upstream, String> {
+        let client = client::build(&spec, dns)?;
+        let host_header = match &spec.host {
+            Some(h) => Some(HeaderValue::from_str(h).map_err(|e| format!("host {h:?}: {e}"))?),
+            None => None,
+        };
+        let host_authority = match &spec.host {
+            Some(h) => Some(
+                h.parse::<Authority>()
+                    .map_err(|e| format!("host {h:?}: {e}"))?,
+            ),
+            None => None,
+        };
+        let name_header =
+            HeaderValue::from_str(&spec.name).map_err(|e| format!("name {:?}: {e}", spec.name))?;
+        let scheme = match spec.address.scheme {
+            crate::config::Scheme::Http => UriScheme::HTTP,
+            crate::config::Scheme::Https => UriScheme::HTTPS,
+        };
+        Ok(Upstream {
+            client,
+            health: Arc::default(),
+            scheme,
+            host_header,
+            host_authority,
+            name_header,
+            spec,
+        })
+    }
+
+    /// The upstream's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Its configuration.
+    pub spec: RouteSpec,
+    /// Tiers of upstreams, in order.
+    pub tiers: Vec<Vec<Arc<Upstream>>>,
+    /// Round-robin counter for balanced tiers.
+    rr: AtomicUsize,
+}
+
+impl Route {
+    /// Next round-robin offset.
+    pub fn next_rr(&self) -> usize {
+        self.rr.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Request-rewriting settings that come from `[listen]` and reload with the table.
+#[derive(Debug, Clone, Default)]
+pub struct Rewrite {
+    /// Add debug headers to responses.
+    pub debug_headers: bool,
+    /// Peers whose X-Forwarded-* are kept.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// An immutable routing snapshot.
+#[derive(Debug)]
+pub struct RoutingTable {
+    /// 1 after start, +1 per applied reload.
+    pub generation: u64,
+    /// The config it was compiled from.
+    pub config: Arc<Config>,
+    /// Routes in config order.
+    pub routes: Vec<Route>,
+    /// Every upstream, in name order.
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Header rewriting settings.
+    pub rewrite: Rewrite,
+    matcher: Matcher,
+}
+
+impl RoutingTable {
+    /// Compiles `config`, taking upstream objects from `registry` (reusing unchanged ones).
+    pub fn compile(
+        config: Arc<Config>,
+        generation: u64,
+        registry: &UpstreamRegistry,
+    ) -> Result<RoutingTable, String> {
+        let upstreams = registry.acquire(&config.upstreams)?;
+        let by_name: HashMap<&str, &Arc<Upstream>> =
+            upstreams.iter().map(|u| (u.name(), u)).collect();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for spec in &config.routes {
+            let tiers = spec
+                .tiers
+                .iter()
+                .map(|tier| {
+                    tier.iter()
+                        .map(|n| {
+                            by_name
+                                .get(n.as_str())
+                                .map(|u| Arc::clone(u))
+                                .ok_or_else(|| format!("unknown upstream {n:?}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            routes.push(Route {
+                spec: spec.clone(),
+                tiers,
+                rr: AtomicUsize::new(fastrand::usize(..1024)),
+            });
+        }
+        let matcher = Matcher::new(
+            config
+                .routes
+                .iter()
+                .map(|r| (r.hosts.as_slice(), r.path_prefix.as_str())),
+        );
+        let rewrite = Rewrite {
+            debug_headers: config.listen.debug_headers,
+            trusted_proxies: config.listen.trusted_proxies.clone(),
+        };
+        Ok(RoutingTable {
+            generation,
+            config,
+            routes,
+            upstreams,
+            rewrite,
+            matcher,
+        })
+    }
+
+    /// The route for a request's host (as received) and path.
+    pub fn route(&self, host: &str, path: &str) -> Option<&Route> {
+        self.matcher
+            .find(host, path)
+            .and_then(|i| self.routes.get(i))
+    }
+}
+
+/// Hands out upstream objects by identity, so that reloads keep live state and pools.
+pub struct UpstreamRegistry {
+    dns: Dns,
+    live: Mutex<HashMap<String, Arc<Upstream>>>,
+}
+
+impl UpstreamRegistry {
+    /// An empty registry resolving names through `dns`.
+    pub fn new(dns: Dns) -> UpstreamRegistry {
+        UpstreamRegistry {
+            dns,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The upstream objects for `specs`: the existing one where its spec is identical, a new
+    /// one otherwise. Upstreams no longer named are forgotten (their last users keep them
+    /// alive until they finish). Called on load and reload only, never per request.
+    pub fn acquire(&self, specs: &[UpstreamSpec]) -> Result<Vec<Arc<Upstream>>, String> {
+        let mut live = self
+            .live
+            .lock()
+            .map_err(|_| "upstream registry poisoned".to_owned())?;
+        let mut next = HashMap::with_capacity(specs.len());
+        let mut out = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let u = match live.get(&spec.name) {
+                Some(u) if u.spec == *spec => Arc::clone(u),
+                _ => Arc::new(
+                    Upstream::new(spec.clone(), self.dns.clone())
+                        .map_err(|e| format!("upstream {:?}: {e}", spec.name))?,
+                ),
+            };
+            next.insert(spec.name.clone(), Arc::clone(&u));
+            out.push(u);
+        }
+        *live = next;
+        Ok(out)
+    }
+}
