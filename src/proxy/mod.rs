@@ -77,9 +77,12 @@ impl Proxy {
             https,
         };
         let method = parts.method.clone();
+        let version = parts.version;
         let uri = parts.uri.clone();
         headers::rewrite_request(&mut parts.headers, peer_info, received_host.as_ref(), None);
         let (mut resp, report) = forward::forward(route, parts, body, received_host.clone()).await;
+        // The client's protocol version, whatever the upstream spoke.
+        *resp.version_mut() = version;
         let upstream = report.upstream.as_ref().map_or("-", |u| u.name());
         if table.rewrite.debug_headers {
             let h = resp.headers_mut();
