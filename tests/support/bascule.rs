@@ -1,0 +1,273 @@
+//! The real `bascule` binary, started on a generated config in a temp dir, waited for until it
+//! accepts connections, and killed (by its PID, through `Child::kill`) when dropped.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::upstream::FakeUpstream;
+
+/// Path of the binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_bascule");
+
+/// A directory under cargo's per-target temp dir, removed on drop (kept if the test failed).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory unique to this process and call.
+    pub fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "bascule-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _stale = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `name` with `text` inside the directory; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("write temp file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept {} for inspection", self.0.display());
+        } else {
+            let _gone = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A config file for one test: `[listen]` on a free port with `debug_headers = true`, the
+/// admin API off, health checks and passive ejection quiet (so only live requests decide),
+/// plus whatever the test adds.
+#[derive(Default)]
+pub struct ProxyConfig {
+    listen: String,
+    limits: String,
+    body: String,
+}
+
+impl ProxyConfig {
+    /// The base config with no upstreams or routes.
+    pub fn new() -> ProxyConfig {
+        ProxyConfig::default()
+    }
+
+    /// Adds lines to `[listen]`, e.g. `trusted_proxies = ["127.0.0.1/32"]`.
+    pub fn listen(mut self, lines: &str) -> ProxyConfig {
+        self.listen.push_str(lines);
+        self.listen.push('\n');
+        self
+    }
+
+    /// Adds lines to `[limits]`, e.g. `header_timeout = "500ms"`.
+    pub fn limits(mut self, lines: &str) -> ProxyConfig {
+        self.limits.push_str(lines);
+        self.limits.push('\n');
+        self
+    }
+
+    /// `[upstreams.NAME]` pointing at `up`.
+    pub fn upstream(self, name: &str, up: &FakeUpstream) -> ProxyConfig {
+        self.upstream_with(name, up, "")
+    }
+
+    /// `[upstreams.NAME]` pointing at `up`, with extra keys (e.g. `host = "..."`).
+    pub fn upstream_with(mut self, name: &str, up: &FakeUpstream, lines: &str) -> ProxyConfig {
+        let _ = writeln!(
+            self.body,
+            "\n[upstreams.{name}]\naddress = \"{}\"\n{lines}",
+            up.address()
+        );
+        self
+    }
+
+    /// A `[[routes]]` entry; `tiers` is TOML, e.g. `["cdn", ["o1", "o2"]]`.
+    pub fn route(self, name: &str, hosts: &[&str], prefix: &str, tiers: &str) -> ProxyConfig {
+        self.route_with(name, hosts, prefix, tiers, "")
+    }
+
+    /// A `[[routes]]` entry with extra TOML after its keys (e.g. a `[routes.retry]` table).
+    pub fn route_with(
+        mut self,
+        name: &str,
+        hosts: &[&str],
+        prefix: &str,
+        tiers: &str,
+        extra: &str,
+    ) -> ProxyConfig {
+        let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+        let _ = writeln!(
+            self.body,
+            "\n[[routes]]\nname = \"{name}\"\nhosts = [{}]\npath_prefix = \"{prefix}\"\ntiers = {tiers}\n{extra}",
+            hosts.join(", ")
+        );
+        self
+    }
+
+    /// The file's text for a proxy listening on `addr`.
+    pub fn render(&self, addr: SocketAddr) -> String {
+        format!(
+            "[listen]\nhttp = [\"{addr}\"]\ndebug_headers = true\n{}\n\
+             [admin]\nenabled = false\n\n\
+             [limits]\n{}\n\
+             [defaults]\nconnect_timeout = \"1s\"\n\
+             [defaults.health]\ninterval = \"60s\"\nfall = 100\n\
+             [defaults.passive]\nconsecutive_failures = 0\n{}",
+            self.listen, self.limits, self.body
+        )
+    }
+
+    /// Writes the config and starts `bascule run` on it.
+    pub async fn start(self) -> Bascule {
+        Bascule::start(self).await
+    }
+}
+
+/// A running `bascule run` process.
+pub struct Bascule {
+    /// Where it serves plain HTTP.
+    pub addr: SocketAddr,
+    child: Child,
+    dir: TempDir,
+    exit: Option<ExitStatus>,
+}
+
+impl Bascule {
+    async fn start(config: ProxyConfig) -> Bascule {
+        // A free port can be taken by someone else between our probe and bascule's bind; that
+        // shows as a bind error, and another port is tried (three times at most).
+        for round in 0..3 {
+            let addr = free_port();
+            let dir = TempDir::new();
+            let path = dir.write("bascule.toml", &config.render(addr));
+            let child = Command::new(BIN)
+                .arg("run")
+                .arg("-c")
+                .arg(&path)
+                .env_remove("BASCULE_CONFIG")
+                .env("BASCULE_LOG", "info,bascule=debug")
+                .stdin(Stdio::null())
+                .stdout(File::create(dir.path().join("stdout.log")).expect("log file"))
+                .stderr(File::create(dir.path().join("stderr.log")).expect("log file"))
+                .spawn()
+                .expect("spawn bascule");
+            let mut b = Bascule {
+                addr,
+                child,
+                dir,
+                exit: None,
+            };
+            match b.wait_ready(Duration::from_secs(10)).await {
+                Ok(()) => return b,
+                Err(why) if round < 2 && b.logs().contains("cannot listen") => {
+                    eprintln!("retrying on another port: {why}");
+                }
+                Err(why) => panic!("bascule did not start: {why}\n{}", b.logs()),
+            }
+        }
+        unreachable!("the last round returns or panics")
+    }
+
+    /// Polls until the listener accepts, the process exits, or `limit` passes.
+    async fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.try_exit() {
+                return Err(format!("exited early with {status}"));
+            }
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+                return match self.try_exit() {
+                    Some(status) => Err(format!("exited early with {status}")),
+                    None => Ok(()),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!("not accepting on {} after {limit:?}", self.addr))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM with `kill -TERM PID`.
+    pub fn terminate(&self) {
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM {} failed", self.pid());
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().expect("try_wait");
+        }
+        self.exit
+    }
+
+    /// Waits (polling, bounded by `limit`) for the process to exit.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.try_exit() {
+                return Some(s);
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Its stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        format!(
+            "--- stdout ---\n{}--- stderr ---\n{}",
+            read("stdout.log"),
+            read("stderr.log")
+        )
+    }
+}
+
+impl Drop for Bascule {
+    fn drop(&mut self) {
+        if self.try_exit().is_none() {
+            // Our own child, by its PID.
+            let _already_gone = self.child.kill();
+            let _reaped = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("bascule logs:\n{}", self.logs());
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("local addr")
+}

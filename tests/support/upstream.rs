@@ -1,0 +1,265 @@
+//! Fake upstreams in one line (linkerd2-proxy's `app/integration` idea): real hyper servers on
+//! 127.0.0.1:0, each with one behaviour, a hit counter and a capture of the last request.
+//!
+//! ```ignore
+//! let cdn = FakeUpstream::refuse("cdn").await;      // connects are refused
+//! let origin = FakeUpstream::ok("origin").await;    // 200 "ok from origin"
+//! ```
+//!
+//! Requests for [`HEALTH_PATH`] are answered 200 and neither counted nor captured, so that
+//! active health probes (if the proxy sends them) never disturb what a test measures.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The path fake upstreams treat as a health probe.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// What a fake upstream does with a request.
+#[derive(Clone)]
+enum Knob {
+    /// 200 with body "ok from NAME".
+    Ok,
+    /// Reads the request, never answers.
+    Hang,
+    /// Answers with this status and body "NAME says CODE".
+    Status(u16),
+    /// Waits, then answers 200 "slow from NAME".
+    Slow(Duration),
+    /// 200 with the request's head as text, a blank line, then the request body.
+    Echo,
+    /// 200 with exactly these bytes.
+    Body(Bytes),
+}
+
+/// One request as a fake upstream received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Request method.
+    pub method: Method,
+    /// Request target.
+    pub uri: Uri,
+    /// Protocol version spoken to the upstream.
+    pub version: Version,
+    /// Every header, duplicates kept.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Seen {
+    /// Every value of header `name`, joined with ", " (None when absent).
+    pub fn header(&self, name: &str) -> Option<String> {
+        let values: Vec<&str> = self
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("<non-ascii>"))
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    }
+}
+
+#[derive(Default)]
+struct State {
+    hits: AtomicUsize,
+    last: Mutex<Option<Seen>>,
+}
+
+/// A fake upstream server (or, for `refuse`, a port where nothing listens).
+pub struct FakeUpstream {
+    /// The name it puts in its answers.
+    pub name: String,
+    /// Where it listens (or listened, for `refuse`).
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl FakeUpstream {
+    /// Answers 200 with body "ok from NAME".
+    pub async fn ok(name: &str) -> FakeUpstream {
+        Self::serve(name, Knob::Ok).await
+    }
+
+    /// Accepts and reads requests but never answers them.
+    pub async fn hang(name: &str) -> FakeUpstream {
+        Self::serve(name, Knob::Hang).await
+    }
+
+    /// Answers every request with `code` and body "NAME says CODE".
+    pub async fn status(name: &str, code: u16) -> FakeUpstream {
+        Self::serve(name, Knob::Status(code)).await
+    }
+
+    /// Answers 200 "slow from NAME" after `delay`.
+    pub async fn slow(name: &str, delay: Duration) -> FakeUpstream {
+        Self::serve(name, Knob::Slow(delay)).await
+    }
+
+    /// Answers 200 with the request head as text, a blank line, then the request body.
+    pub async fn echo(name: &str) -> FakeUpstream {
+        Self::serve(name, Knob::Echo).await
+    }
+
+    /// Answers 200 with exactly `body`.
+    pub async fn body(name: &str, body: Bytes) -> FakeUpstream {
+        Self::serve(name, Knob::Body(body)).await
+    }
+
+    /// Binds a port, then closes it: connecting there is refused.
+    pub async fn refuse(name: &str) -> FakeUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        drop(listener);
+        FakeUpstream {
+            name: name.to_owned(),
+            addr,
+            state: Arc::default(),
+            accept: None,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, for the config's `address`.
+    pub fn address(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received (health probes excluded).
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// The last request received whole (health probes excluded).
+    pub fn last(&self) -> Option<Seen> {
+        self.state.last.lock().expect("capture lock").clone()
+    }
+
+    async fn serve(name: &str, knob: Knob) -> FakeUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let state: Arc<State> = Arc::default();
+        let (n, s) = (name.to_owned(), state.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (n, s, k) = (n.clone(), s.clone(), knob.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(req, n.clone(), s.clone(), k.clone()));
+                    // h1 and h2c (prior knowledge), like a real origin might speak.
+                    let _closed = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FakeUpstream {
+            name: name.to_owned(),
+            addr,
+            state,
+            accept: Some(accept),
+        }
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        if let Some(task) = self.accept.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    name: String,
+    state: Arc<State>,
+    knob: Knob,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == HEALTH_PATH {
+        return Ok(text(StatusCode::OK, &name, "healthy".into()));
+    }
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    let (parts, body) = req.into_parts();
+    // A broken client body is kept as what arrived before the break.
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let seen = Seen {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        body,
+    };
+    *state.last.lock().expect("capture lock") = Some(seen.clone());
+    Ok(match knob {
+        Knob::Ok => text(StatusCode::OK, &name, format!("ok from {name}")),
+        Knob::Hang => std::future::pending().await,
+        Knob::Status(code) => text(
+            StatusCode::from_u16(code).expect("valid status"),
+            &name,
+            format!("{name} says {code}"),
+        ),
+        Knob::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            text(StatusCode::OK, &name, format!("slow from {name}"))
+        }
+        Knob::Echo => {
+            let mut out = format!("{} {} {:?}\n", seen.method, seen.uri, seen.version);
+            for (k, v) in &seen.headers {
+                out.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("<non-ascii>")));
+            }
+            out.push('\n');
+            let mut bytes = out.into_bytes();
+            bytes.extend_from_slice(&seen.body);
+            answer(StatusCode::OK, &name, Bytes::from(bytes))
+        }
+        Knob::Body(b) => answer(StatusCode::OK, &name, b),
+    })
+}
+
+fn text(status: StatusCode, name: &str, body: String) -> Response<Full<Bytes>> {
+    answer(status, name, Bytes::from(body))
+}
+
+fn answer(status: StatusCode, name: &str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("text/plain"));
+    h.insert(
+        "x-upstream",
+        HeaderValue::from_str(name).expect("ascii upstream name"),
+    );
+    r
+}
+
+/// Splits an echo answer into its head lines and the body it echoed.
+pub fn split_echo(body: &[u8]) -> (String, Bytes) {
+    let at = body
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .expect("echo answer has a blank line");
+    (
+        String::from_utf8_lossy(&body[..at]).into_owned(),
+        Bytes::copy_from_slice(&body[at + 2..]),
+    )
+}
