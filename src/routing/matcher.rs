@@ -47,7 +47,7 @@ impl Matcher {
             }
         }
         // Longest prefix first, so the first match in a bucket is the best one.
-        let by_len = |v: &mut Vec<Entry>| v.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        let by_len = |v: &mut Vec<Entry>| v.sort_by_key(|e| std::cmp::Reverse(e.prefix.len()));
         m.exact.values_mut().for_each(by_len);
         m.suffix.values_mut().for_each(by_len);
         by_len(&mut m.any);
