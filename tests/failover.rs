@@ -1,0 +1,249 @@
+//! Failing over one request (DESIGN §4): which failures move a request to the next tier,
+//! replay safety for requests that may already have been processed, and the answer when every
+//! attempt failed.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http::Method;
+use support::{
+    bounded, get, pattern, request, sha256_hex, split_echo, Bascule, FakeUpstream, ProxyConfig,
+    Reply, TEST_LIMIT,
+};
+
+const HOST: &str = "www.example.com";
+
+/// A proxy whose only route sends everything to `first`, then `second`.
+async fn two_tiers(first: &FakeUpstream, second: &FakeUpstream, retry: &str) -> Bascule {
+    ProxyConfig::new()
+        .upstream_with("first", first, r#"response_timeout = "300ms""#)
+        .upstream_with("second", second, r#"response_timeout = "300ms""#)
+        .route_with(
+            "site",
+            &["*"],
+            "/",
+            r#"["first", "second"]"#,
+            &format!("[routes.retry]\n{retry}"),
+        )
+        .start()
+        .await
+}
+
+fn assert_served_by_second_tier(r: &Reply) {
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-bascule-upstream"), "second");
+    assert_eq!(r.header("x-bascule-attempts"), "2");
+    assert_eq!(r.text(), "ok from second");
+}
+
+#[tokio::test]
+async fn a_refused_connection_fails_over_to_the_next_tier() {
+    bounded(TEST_LIMIT, async {
+        let first = FakeUpstream::refuse("first").await;
+        let second = FakeUpstream::ok("second").await;
+        let proxy = two_tiers(&first, &second, "").await;
+        assert_served_by_second_tier(&get(proxy.addr, HOST, "/").await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_response_timeout_fails_over_to_the_next_tier() {
+    bounded(TEST_LIMIT, async {
+        let first = FakeUpstream::hang("first").await;
+        let second = FakeUpstream::ok("second").await;
+        let proxy = two_tiers(&first, &second, "").await;
+        let start = Instant::now();
+        assert_served_by_second_tier(&get(proxy.addr, HOST, "/").await);
+        assert_eq!(first.hits(), 1);
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+            "failover after a 300ms response timeout took {took:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_503_fails_over_to_the_next_tier() {
+    bounded(TEST_LIMIT, async {
+        let first = FakeUpstream::status("first", 503).await;
+        let second = FakeUpstream::ok("second").await;
+        let proxy = two_tiers(&first, &second, "").await;
+        assert_served_by_second_tier(&get(proxy.addr, HOST, "/").await);
+        assert_eq!(first.hits(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_520_fails_over_to_the_next_tier() {
+    bounded(TEST_LIMIT, async {
+        let first = FakeUpstream::status("first", 520).await;
+        let second = FakeUpstream::ok("second").await;
+        let proxy = two_tiers(&first, &second, "").await;
+        assert_served_by_second_tier(&get(proxy.addr, HOST, "/").await);
+        assert_eq!(first.hits(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_post_answered_503_is_not_replayed_and_the_client_gets_that_503() {
+    bounded(TEST_LIMIT, async {
+        let first = FakeUpstream::status("first", 503).await;
+        let second = FakeUpstream::ok("second").await;
+        let proxy = two_tiers(&first, &second, "").await;
+        let r = request(proxy.addr, Method::POST, HOST, "/order", &[], "pay=1").await;
+        assert_eq!(r.status, 503);
+        assert_eq!(r.text(), "first says 503");
+        assert_eq!(r.header("x-bascule-attempts"), "1");
+        assert_eq!(first.hits(), 1);
+        assert_eq!(
+            second.hits(),
+            0,
+            "a POST that was sent must not be replayed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_post_that_timed_out_is_not_replayed_and_the_client_gets_504() {
+    bounded(TEST_LIMIT, async {
+        let first = FakeUpstream::hang("first").await;
+        let second = FakeUpstream::ok("second").await;
+        let proxy = two_tiers(&first, &second, "").await;
+        let r = request(proxy.addr, Method::POST, HOST, "/order", &[], "pay=1").await;
+        assert_eq!(r.status, 504, "{}", r.text());
+        assert_eq!(first.hits(), 1);
+        assert_eq!(
+            second.hits(),
+            0,
+            "a POST that was sent must not be replayed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_post_is_replayed_after_a_refused_connection_with_its_body_intact() {
+    bounded(TEST_LIMIT, async {
+        let first = FakeUpstream::refuse("first").await;
+        let second = FakeUpstream::echo("second").await;
+        let proxy = two_tiers(&first, &second, "").await;
+        let body = pattern(10_000, 7);
+        let r = request(proxy.addr, Method::POST, HOST, "/order", &[], body.clone()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-bascule-attempts"), "2");
+        assert_eq!(second.hits(), 1);
+        let seen = second.last().expect("request seen");
+        assert_eq!(seen.method, Method::POST);
+        assert_eq!(sha256_hex(&seen.body), sha256_hex(&body));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_post_larger_than_buffer_body_is_replayed_after_a_refused_connection() {
+    bounded(TEST_LIMIT, async {
+        let first = FakeUpstream::refuse("first").await;
+        let second = FakeUpstream::echo("second").await;
+        let proxy = two_tiers(&first, &second, r#"buffer_body = "1KiB""#).await;
+        // Streamed, not buffered; a refused connect proves none of it was sent.
+        let body = pattern(200_000, 11);
+        let r = request(proxy.addr, Method::POST, HOST, "/upload", &[], body.clone()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-bascule-attempts"), "2");
+        let (_, echoed) = split_echo(&r.body);
+        assert_eq!(sha256_hex(&echoed), sha256_hex(&body));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_get_with_a_body_larger_than_buffer_body_is_not_replayed_after_a_503() {
+    bounded(TEST_LIMIT, async {
+        let first = FakeUpstream::status("first", 503).await;
+        let second = FakeUpstream::ok("second").await;
+        let proxy = two_tiers(&first, &second, r#"buffer_body = "1KiB""#).await;
+        let body = pattern(100_000, 3);
+        let r = request(proxy.addr, Method::GET, HOST, "/search", &[], body.clone()).await;
+        assert_eq!(r.status, 503);
+        assert_eq!(r.text(), "first says 503");
+        assert_eq!(second.hits(), 0, "an unbuffered body cannot be replayed");
+        let seen = first.last().expect("request seen");
+        assert_eq!(sha256_hex(&seen.body), sha256_hex(&body));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn when_every_tier_refuses_the_client_gets_a_fast_502_naming_no_upstream() {
+    bounded(TEST_LIMIT, async {
+        let ups = [
+            FakeUpstream::refuse("cdn1").await,
+            FakeUpstream::refuse("cdn2").await,
+            FakeUpstream::refuse("origin").await,
+        ];
+        let proxy = ProxyConfig::new()
+            .upstream("cdn1", &ups[0])
+            .upstream("cdn2", &ups[1])
+            .upstream("origin", &ups[2])
+            .route("site", &["*"], "/", r#"["cdn1", "cdn2", "origin"]"#)
+            .start()
+            .await;
+
+        let start = Instant::now();
+        let r = get(proxy.addr, HOST, "/").await;
+        let took = start.elapsed();
+        assert_eq!(r.status, 502);
+        assert!(took < Duration::from_millis(500), "502 took {took:?}");
+        assert_eq!(r.header("x-bascule-attempts"), "3");
+        assert!(r.header("content-type").starts_with("text/plain"));
+        let text = r.text();
+        assert!(!text.is_empty() && text.len() < 200, "{text:?}");
+        assert!(!text.contains("127.0.0.1"), "{text:?}");
+        for u in &ups {
+            assert!(!text.contains(&u.addr.port().to_string()), "{text:?}");
+            assert!(!text.contains(&u.name), "{text:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn when_the_last_failure_is_a_timeout_the_client_gets_504() {
+    bounded(TEST_LIMIT, async {
+        let first = FakeUpstream::refuse("first").await;
+        let second = FakeUpstream::hang("second").await;
+        let proxy = two_tiers(&first, &second, "").await;
+        let start = Instant::now();
+        let r = get(proxy.addr, HOST, "/").await;
+        assert_eq!(r.status, 504, "{}", r.text());
+        assert_eq!(r.header("x-bascule-attempts"), "2");
+        assert!(r.header("content-type").starts_with("text/plain"));
+        assert!(!r.text().contains("127.0.0.1"), "{}", r.text());
+        assert!(start.elapsed() < Duration::from_secs(3));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn when_every_attempt_answers_a_retry_status_the_last_answer_is_passed_through() {
+    bounded(TEST_LIMIT, async {
+        let first = FakeUpstream::status("first", 503).await;
+        let second = FakeUpstream::status("second", 503).await;
+        let proxy = two_tiers(&first, &second, "").await;
+        let r = get(proxy.addr, HOST, "/").await;
+        assert_eq!(r.status, 503);
+        assert_eq!(r.text(), "second says 503");
+        assert_eq!(r.header("x-upstream"), "second");
+        assert_eq!(r.header("x-bascule-upstream"), "second");
+        assert_eq!(r.header("x-bascule-attempts"), "2");
+        assert_eq!((first.hits(), second.hits()), (1, 1));
+    })
+    .await;
+}

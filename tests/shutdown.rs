@@ -1,0 +1,72 @@
+//! Graceful shutdown (DESIGN §4 "Shutdown"): on SIGTERM the listening sockets close at once,
+//! in-flight requests finish within `shutdown_grace`, and the process exits 0.
+
+mod support;
+
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+use support::{bounded, get, FakeUpstream, ProxyConfig, TEST_LIMIT};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn sigterm_lets_the_in_flight_request_finish_refuses_new_connections_and_exits_0() {
+    bounded(TEST_LIMIT, async {
+        let slow = FakeUpstream::slow("slow", Duration::from_secs(1)).await;
+        let mut proxy = ProxyConfig::new()
+            .limits(r#"shutdown_grace = "5s""#)
+            .upstream("slow", &slow)
+            .route("all", &["*"], "/", r#"["slow"]"#)
+            .start()
+            .await;
+        let addr = proxy.addr;
+
+        let in_flight = tokio::spawn(async move { get(addr, "www.example.com", "/slow").await });
+        let waiting = Instant::now();
+        while slow.hits() == 0 {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(3),
+                "the request never reached the upstream"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        let sigterm = Instant::now();
+        proxy.terminate();
+
+        // New connections are refused right away, while the request is still in flight.
+        let refused = loop {
+            match TcpStream::connect(addr).await {
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => break sigterm.elapsed(),
+                Err(e) => panic!("unexpected connect error: {e}"),
+                Ok(_accepted_before_close) => {}
+            }
+            assert!(
+                sigterm.elapsed() < Duration::from_millis(800),
+                "still accepting connections {:?} after SIGTERM",
+                sigterm.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(
+            !in_flight.is_finished(),
+            "the in-flight request should still be running when new connections are refused"
+        );
+
+        let r = in_flight.await.expect("in-flight task");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "slow from slow");
+
+        let status = proxy
+            .wait_exit(Duration::from_secs(5))
+            .await
+            .expect("bascule must exit within the grace period");
+        assert!(status.success(), "exit status {status}\n{}", proxy.logs());
+        assert!(
+            sigterm.elapsed() < Duration::from_secs(5),
+            "exit took {:?}; refused after {refused:?}",
+            sigterm.elapsed()
+        );
+    })
+    .await;
+}
