@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tracing::{debug, warn};
 
 use crate::config::Limits;
@@ -176,6 +176,8 @@ impl ConnTask {
                     }
                     return;
                 }
+                // A request ended or a head began: a deadline may now be earlier than `wait`.
+                _ = clock.rearm.notified(), if !closing => {}
                 _ = tokio::time::sleep(wait), if !closing => {
                     match clock.expired(&self.limits) {
                         Some(Expiry::Head) => {
@@ -222,6 +224,9 @@ struct Clock {
     head_since: AtomicU64,
     /// No request has completed yet.
     first: AtomicBool,
+    /// Woken when the deadline may have moved earlier, so the connection task re-arms its
+    /// timer instead of sleeping until a deadline computed before.
+    rearm: Notify,
 }
 
 impl Clock {
@@ -231,6 +236,7 @@ impl Clock {
             idle_since: AtomicU64::new(now_ms()),
             head_since: AtomicU64::new(0),
             first: AtomicBool::new(true),
+            rearm: Notify::new(),
         }
     }
 
@@ -239,6 +245,7 @@ impl Clock {
             && self.head_since.load(Ordering::Relaxed) == 0
         {
             self.head_since.store(now_ms(), Ordering::Relaxed);
+            self.rearm.notify_one();
         }
     }
 
@@ -289,6 +296,7 @@ impl Drop for ActiveRequest {
         c.idle_since.store(now_ms(), Ordering::Relaxed);
         c.first.store(false, Ordering::Relaxed);
         c.in_flight.fetch_sub(1, Ordering::Relaxed);
+        c.rearm.notify_one();
     }
 }
 
