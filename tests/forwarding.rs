@@ -126,6 +126,27 @@ async fn an_upstream_with_a_configured_host_gets_that_host_and_the_clients_in_x_
 }
 
 #[tokio::test]
+async fn a_request_without_host_reaches_the_upstream_with_the_address_as_host() {
+    bounded(TEST_LIMIT, async {
+        let echo = FakeUpstream::echo("echo").await;
+        let proxy = ProxyConfig::new()
+            .upstream("echo", &echo)
+            .route("all", &["*"], "/", r#"["echo"]"#)
+            .start()
+            .await;
+
+        // HTTP/1.0 allows a request without Host; HTTP/1.1 to the upstream requires one.
+        let r = raw_exchange(proxy.addr, b"GET /old HTTP/1.0\r\n\r\n").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.version, "HTTP/1.0", "answered in the client's version");
+        let seen = echo.last().expect("request seen");
+        assert_eq!(seen.header("host"), Some(echo.addr.to_string()));
+        assert_eq!(seen.header("x-forwarded-host"), None);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_8_mib_response_body_reaches_the_client_intact() {
     bounded(TEST_LIMIT, async {
         let payload = pattern(8 << 20, 0x8a11);

@@ -153,10 +153,14 @@ pub async fn forward(
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = parts.headers.clone();
-        match upstream.host_header.as_ref().or(received_host.as_ref()) {
-            Some(h) => req.headers_mut().insert(header::HOST, h.clone()),
-            None => None,
+        // HTTP/1.1 requires a Host: the upstream's, else the client's, else the address's.
+        let host = match upstream.host_header.as_ref().or(received_host.as_ref()) {
+            Some(h) => Some(h.clone()),
+            None => HeaderValue::from_str(&upstream.spec.address.authority_for_host()).ok(),
         };
+        if let Some(h) = host {
+            req.headers_mut().insert(header::HOST, h);
+        }
 
         report.attempts += 1;
         let in_flight = upstream.health.start_request();

@@ -100,6 +100,8 @@ async fn collect(resp: http::Response<hyper::body::Incoming>) -> Reply {
 /// A response read off a raw socket.
 #[derive(Debug)]
 pub struct RawReply {
+    /// The status line's version, e.g. "HTTP/1.1".
+    pub version: String,
     /// The status line's code.
     pub status: u16,
     /// Header lines as (lower-case name, value).
@@ -175,6 +177,7 @@ pub async fn read_response(s: &mut TcpStream) -> io::Result<RawReply> {
         rest
     };
     Ok(RawReply {
+        version: status_line.split(' ').next().unwrap_or_default().to_owned(),
         status,
         headers,
         body,
