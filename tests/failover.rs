@@ -247,3 +247,81 @@ async fn when_every_attempt_answers_a_retry_status_the_last_answer_is_passed_thr
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_balanced_tier_spreads_requests_over_its_members() {
+    bounded(TEST_LIMIT, async {
+        let a = FakeUpstream::ok("a").await;
+        let b = FakeUpstream::ok("b").await;
+        let proxy = ProxyConfig::new()
+            .upstream("a", &a)
+            .upstream("b", &b)
+            .route("site", &["*"], "/", r#"[["a", "b"]]"#)
+            .start()
+            .await;
+        for _ in 0..10 {
+            let r = get(proxy.addr, HOST, "/").await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("x-bascule-attempts"), "1");
+        }
+        assert_eq!(a.hits() + b.hits(), 10);
+        assert!(
+            a.hits() >= 3 && b.hits() >= 3,
+            "unbalanced: a={} b={}",
+            a.hits(),
+            b.hits()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_member_of_a_balanced_tier_fails_over_to_its_sibling() {
+    bounded(TEST_LIMIT, async {
+        let bad = FakeUpstream::refuse("bad").await;
+        let good = FakeUpstream::ok("good").await;
+        let backup = FakeUpstream::ok("backup").await;
+        let proxy = ProxyConfig::new()
+            .upstream("bad", &bad)
+            .upstream("good", &good)
+            .upstream("backup", &backup)
+            .route("site", &["*"], "/", r#"[["bad", "good"], "backup"]"#)
+            .start()
+            .await;
+        for _ in 0..6 {
+            let r = get(proxy.addr, HOST, "/").await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("x-bascule-upstream"), "good");
+        }
+        assert_eq!(good.hits(), 6);
+        assert_eq!(backup.hits(), 0, "the tier had a working member");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_attempt_budget_caps_how_many_upstreams_are_tried() {
+    bounded(TEST_LIMIT, async {
+        let r1 = FakeUpstream::refuse("r1").await;
+        let r2 = FakeUpstream::refuse("r2").await;
+        let ok = FakeUpstream::ok("ok").await;
+        let proxy = ProxyConfig::new()
+            .upstream("r1", &r1)
+            .upstream("r2", &r2)
+            .upstream("ok", &ok)
+            .route_with(
+                "site",
+                &["*"],
+                "/",
+                r#"["r1", "r2", "ok"]"#,
+                "[routes.retry]\nattempts = 2",
+            )
+            .start()
+            .await;
+        let r = get(proxy.addr, HOST, "/").await;
+        assert_eq!(r.status, 502);
+        assert_eq!(r.header("x-bascule-attempts"), "2");
+        assert_eq!(ok.hits(), 0, "a third attempt was made");
+    })
+    .await;
+}

@@ -3,7 +3,13 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 use http::Method;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use support::{
     bounded, get, get_h2c, pattern, raw_exchange, request, sha256_hex, split_echo, FakeUpstream,
     ProxyConfig, Seen, TEST_LIMIT,
@@ -142,6 +148,113 @@ async fn a_request_without_host_reaches_the_upstream_with_the_address_as_host() 
         let seen = echo.last().expect("request seen");
         assert_eq!(seen.header("host"), Some(echo.addr.to_string()));
         assert_eq!(seen.header("x-forwarded-host"), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hop_by_hop_response_headers_do_not_reach_the_client() {
+    bounded(TEST_LIMIT, async {
+        let up = FakeUpstream::with_headers(
+            "up",
+            &[
+                ("connection", "x-internal"),
+                ("x-internal", "secret"),
+                ("keep-alive", "timeout=5"),
+                ("proxy-authenticate", "Basic"),
+                ("via", "1.1 cdn"),
+                ("x-kept", "yes"),
+            ],
+        )
+        .await;
+        let proxy = ProxyConfig::new()
+            .upstream("up", &up)
+            .route("all", &["*"], "/", r#"["up"]"#)
+            .start()
+            .await;
+
+        let r = raw_exchange(
+            proxy.addr,
+            b"GET / HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        for h in ["x-internal", "keep-alive", "proxy-authenticate"] {
+            assert_eq!(r.header(h), "", "{h} reached the client: {:?}", r.headers);
+        }
+        assert!(
+            !r.header("connection").contains("x-internal"),
+            "{:?}",
+            r.headers
+        );
+        assert_eq!(r.header("x-kept"), "yes");
+        assert_eq!(r.header("via"), "1.1 cdn, 1.1 bascule");
+        assert_eq!(String::from_utf8_lossy(&r.body), "ok from up");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_response_is_streamed_to_the_client_as_the_upstream_sends_it() {
+    bounded(TEST_LIMIT, async {
+        let delay = Duration::from_millis(400);
+        let drip = FakeUpstream::drip("drip", 3, delay).await;
+        let proxy = ProxyConfig::new()
+            .upstream("drip", &drip)
+            .route("all", &["*"], "/", r#"["drip"]"#)
+            .start()
+            .await;
+
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let start = Instant::now();
+        let resp = client
+            .get(
+                format!("http://{}/events", proxy.addr)
+                    .parse()
+                    .expect("uri"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let first = loop {
+            let frame = body.frame().await.expect("a frame").expect("body ok");
+            if let Ok(data) = frame.into_data() {
+                break data;
+            }
+        };
+        let first_at = start.elapsed();
+        assert_eq!(&first[..], b"chunk 0\n");
+        assert!(
+            first_at < delay,
+            "the first chunk took {first_at:?}: the response was buffered"
+        );
+        let rest = body.collect().await.expect("rest of body").to_bytes();
+        assert_eq!(&rest[..], b"chunk 1\nchunk 2\n");
+        assert!(start.elapsed() >= delay * 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sequential_requests_to_an_upstream_reuse_pooled_connections() {
+    bounded(TEST_LIMIT, async {
+        let up = FakeUpstream::ok("up").await;
+        let proxy = ProxyConfig::new()
+            .upstream("up", &up)
+            .route("all", &["*"], "/", r#"["up"]"#)
+            .start()
+            .await;
+        for _ in 0..6 {
+            assert_eq!(get(proxy.addr, "www.example.com", "/").await.status, 200);
+        }
+        assert_eq!(up.hits(), 6);
+        // Without a pool there would be one connection per request.
+        assert!(
+            up.connections() <= 2,
+            "{} upstream connections for 6 sequential requests",
+            up.connections()
+        );
     })
     .await;
 }

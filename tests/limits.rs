@@ -158,3 +158,34 @@ async fn a_keep_alive_connection_that_stalls_in_its_next_head_is_cut_after_heade
     })
     .await;
 }
+
+#[tokio::test]
+async fn beyond_max_connections_a_new_connection_waits_until_one_closes() {
+    bounded(TEST_LIMIT, async {
+        let site = FakeUpstream::ok("site").await;
+        let proxy = proxy_with_limits(&site, "max_connections = 1").await;
+        let req = b"GET / HTTP/1.1\r\nHost: www.example.com\r\n\r\n";
+        let mut first = TcpStream::connect(proxy.addr).await.expect("connect");
+        first.write_all(req).await.expect("write");
+        assert_eq!(read_response(&mut first).await.expect("first").status, 200);
+
+        // The first connection stays open (keep-alive): the second waits in the accept queue.
+        let mut second = TcpStream::connect(proxy.addr).await.expect("connect");
+        second.write_all(req).await.expect("write");
+        let early = tokio::time::timeout(Duration::from_millis(400), read_response(&mut second));
+        assert!(
+            early.await.is_err(),
+            "the second connection was served while the first was open"
+        );
+        assert_eq!(site.hits(), 1);
+
+        drop(first);
+        let r = tokio::time::timeout(Duration::from_secs(3), read_response(&mut second))
+            .await
+            .expect("served once the first connection closed")
+            .expect("second response");
+        assert_eq!(r.status, 200);
+        assert_eq!(site.hits(), 2);
+    })
+    .await;
+}

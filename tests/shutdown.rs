@@ -6,7 +6,8 @@ mod support;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use support::{bounded, get, FakeUpstream, ProxyConfig, TEST_LIMIT};
+use support::{bounded, get, read_response, wait_closed, FakeUpstream, ProxyConfig, TEST_LIMIT};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 #[tokio::test]
@@ -67,6 +68,57 @@ async fn sigterm_lets_the_in_flight_request_finish_refuses_new_connections_and_e
             "exit took {:?}; refused after {refused:?}",
             sigterm.elapsed()
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_do_not_hold_up_shutdown() {
+    bounded(TEST_LIMIT, async {
+        let ok = FakeUpstream::ok("ok").await;
+        let mut proxy = ProxyConfig::new()
+            .limits(r#"shutdown_grace = "10s""#)
+            .upstream("ok", &ok)
+            .route("all", &["*"], "/", r#"["ok"]"#)
+            .start()
+            .await;
+        // An HTTP/1.1 keep-alive connection, left open and idle after one request.
+        let mut h1 = TcpStream::connect(proxy.addr).await.expect("connect");
+        h1.write_all(b"GET / HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
+            .await
+            .expect("write");
+        assert_eq!(read_response(&mut h1).await.expect("response").status, 200);
+        // An HTTP/2 connection, left open and idle after one request.
+        let stream = TcpStream::connect(proxy.addr).await.expect("connect");
+        let (mut h2, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("h2 handshake");
+        let h2_conn = tokio::spawn(conn);
+        let req = http::Request::get(format!("http://{}/", proxy.addr))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        assert_eq!(
+            h2.send_request(req).await.expect("h2 response").status(),
+            200
+        );
+
+        let sigterm = Instant::now();
+        proxy.terminate();
+        let status = proxy
+            .wait_exit(Duration::from_secs(3))
+            .await
+            .expect("idle connections must not keep bascule alive for the grace period");
+        assert!(status.success(), "exit status {status}");
+        assert!(sigterm.elapsed() < Duration::from_secs(2));
+        assert!(
+            wait_closed(&mut h1, Duration::from_secs(1)).await.is_some(),
+            "the idle HTTP/1.1 connection was closed"
+        );
+        drop(h2);
+        h2_conn.abort();
     })
     .await;
 }

@@ -99,6 +99,12 @@ impl ProxyConfig {
         self
     }
 
+    /// `[upstreams.NAME]` at any address (e.g. a server the test runs itself).
+    pub fn raw_upstream(mut self, name: &str, address: &str) -> ProxyConfig {
+        let _ = writeln!(self.body, "\n[upstreams.{name}]\naddress = \"{address}\"");
+        self
+    }
+
     /// A `[[routes]]` entry; `tiers` is TOML, e.g. `["cdn", ["o1", "o2"]]`.
     pub fn route(self, name: &str, hosts: &[&str], prefix: &str, tiers: &str) -> ProxyConfig {
         self.route_with(name, hosts, prefix, tiers, "")

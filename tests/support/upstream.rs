@@ -11,18 +11,23 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Frame;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// The path fake upstreams treat as a health probe.
@@ -43,6 +48,10 @@ enum Knob {
     Echo,
     /// 200 with exactly these bytes.
     Body(Bytes),
+    /// 200 "ok from NAME" with these extra response headers.
+    Headers(Vec<(String, String)>),
+    /// 200 with this many chunks "chunk I\n", the first at once, then one per delay.
+    Drip(usize, Duration),
 }
 
 /// One request as a fake upstream received it.
@@ -75,6 +84,7 @@ impl Seen {
 
 #[derive(Default)]
 struct State {
+    connections: AtomicUsize,
     hits: AtomicUsize,
     last: Mutex<Option<Seen>>,
 }
@@ -120,6 +130,21 @@ impl FakeUpstream {
         Self::serve(name, Knob::Body(body)).await
     }
 
+    /// Answers 200 "ok from NAME" with `headers` added to the response.
+    pub async fn with_headers(name: &str, headers: &[(&str, &str)]) -> FakeUpstream {
+        let h = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::serve(name, Knob::Headers(h)).await
+    }
+
+    /// Answers 200 with `chunks` body chunks "chunk I\n": the first at once, then one every
+    /// `delay` (a streamed response).
+    pub async fn drip(name: &str, chunks: usize, delay: Duration) -> FakeUpstream {
+        Self::serve(name, Knob::Drip(chunks, delay)).await
+    }
+
     /// Binds a port, then closes it: connecting there is refused.
     pub async fn refuse(name: &str) -> FakeUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -136,6 +161,11 @@ impl FakeUpstream {
     /// `http://127.0.0.1:PORT`, for the config's `address`.
     pub fn address(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// TCP connections accepted.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Requests received (health probes excluded).
@@ -158,6 +188,7 @@ impl FakeUpstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                s.connections.fetch_add(1, Ordering::SeqCst);
                 let (n, s, k) = (n.clone(), s.clone(), knob.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(req, n.clone(), s.clone(), k.clone()));
@@ -190,7 +221,7 @@ async fn handle(
     name: String,
     state: Arc<State>,
     knob: Knob,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
     if req.uri().path() == HEALTH_PATH {
         return Ok(text(StatusCode::OK, &name, "healthy".into()));
     }
@@ -233,15 +264,44 @@ async fn handle(
             answer(StatusCode::OK, &name, Bytes::from(bytes))
         }
         Knob::Body(b) => answer(StatusCode::OK, &name, b),
+        Knob::Headers(extra) => {
+            let mut r = text(StatusCode::OK, &name, format!("ok from {name}"));
+            for (k, v) in extra {
+                r.headers_mut().append(
+                    http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                    HeaderValue::from_str(&v).expect("header value"),
+                );
+            }
+            r
+        }
+        Knob::Drip(chunks, delay) => {
+            let (tx, rx) = mpsc::channel(1);
+            tokio::spawn(async move {
+                for i in 0..chunks {
+                    if i > 0 {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if tx.send(Bytes::from(format!("chunk {i}\n"))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut r = Response::new(Drip(rx).boxed());
+            r.headers_mut().insert(
+                "x-upstream",
+                HeaderValue::from_str(&name).expect("ascii name"),
+            );
+            r
+        }
     })
 }
 
-fn text(status: StatusCode, name: &str, body: String) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, name: &str, body: String) -> Response<BoxBody<Bytes, Infallible>> {
     answer(status, name, Bytes::from(body))
 }
 
-fn answer(status: StatusCode, name: &str, body: Bytes) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body));
+fn answer(status: StatusCode, name: &str, body: Bytes) -> Response<BoxBody<Bytes, Infallible>> {
+    let mut r = Response::new(Full::new(body).boxed());
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert("content-type", HeaderValue::from_static("text/plain"));
@@ -250,6 +310,24 @@ fn answer(status: StatusCode, name: &str, body: Bytes) -> Response<Full<Bytes>> 
         HeaderValue::from_str(name).expect("ascii upstream name"),
     );
     r
+}
+
+/// A response body fed chunk by chunk through a channel.
+struct Drip(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for Drip {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+    }
 }
 
 /// Splits an echo answer into its head lines and the body it echoed.
