@@ -43,6 +43,32 @@ async fn a_malformed_request_line_gets_400() {
 }
 
 #[tokio::test]
+async fn an_http_1_1_request_without_exactly_one_valid_host_gets_400() {
+    bounded(TEST_LIMIT, async {
+        let site = FakeUpstream::ok("site").await;
+        let proxy = proxy_with_limits(&site, "").await;
+        for req in [
+            &b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a/b\r\nConnection: close\r\n\r\n",
+        ] {
+            let r = raw_exchange(proxy.addr, req).await;
+            assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(req));
+        }
+        assert_eq!(site.hits(), 0);
+        // The authority of an absolute-form target stands in for Host.
+        let r = raw_exchange(
+            proxy.addr,
+            b"GET http://www.example.com/ HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_request_head_larger_than_max_header_bytes_gets_431() {
     bounded(TEST_LIMIT, async {
         let site = FakeUpstream::ok("site").await;

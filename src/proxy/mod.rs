@@ -44,6 +44,12 @@ impl Proxy {
         // One snapshot for the whole request: a reload meanwhile does not affect it.
         let table = self.table.load_full();
         let (mut parts, body) = req.into_parts();
+        if !host_is_valid(&parts) {
+            let resp = error::bad_request();
+            let status = resp.status().as_u16();
+            access_log(&table, &parts, status, "-", "-", 0, start, peer);
+            return resp;
+        }
         // HTTP/2 carries the host in :authority; absolute-form HTTP/1 targets too.
         let received_host = match parts.uri.authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
@@ -109,6 +115,20 @@ impl Proxy {
             );
         }
         resp
+    }
+}
+
+/// RFC 9112 §3.2: a server answers 400 to an HTTP/1.1 request without Host, and to any request
+/// with more than one Host line or an invalid Host value (the target's authority, as in
+/// HTTP/2 and absolute-form requests, stands in for a missing Host).
+fn host_is_valid(parts: &http::request::Parts) -> bool {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => false,
+        (Some(h), None) => h
+            .to_str()
+            .is_ok_and(|h| h.parse::<http::uri::Authority>().is_ok()),
+        (None, _) => parts.version != http::Version::HTTP_11 || parts.uri.authority().is_some(),
     }
 }
 
