@@ -67,6 +67,37 @@ async fn a_response_timeout_fails_over_to_the_next_tier() {
 }
 
 #[tokio::test]
+async fn a_connect_timeout_fails_over_even_for_a_post_and_alone_gives_504() {
+    bounded(TEST_LIMIT, async {
+        let hole = FakeUpstream::blackhole("hole").await;
+        let echo = FakeUpstream::echo("echo").await;
+        let proxy = ProxyConfig::new()
+            .upstream_with("hole", &hole, r#"connect_timeout = "300ms""#)
+            .upstream("echo", &echo)
+            .route("failover", &["a.example"], "/", r#"["hole", "echo"]"#)
+            .route("alone", &["b.example"], "/", r#"["hole"]"#)
+            .start()
+            .await;
+
+        // Nothing was sent: a POST may go to the next tier.
+        let start = Instant::now();
+        let r = request(proxy.addr, Method::POST, "a.example", "/", &[], "pay=1").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-bascule-attempts"), "2");
+        assert_eq!(echo.last().expect("request seen").body, "pay=1");
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+            "failover after a 300ms connect timeout took {took:?}"
+        );
+
+        let r = get(proxy.addr, "b.example", "/").await;
+        assert_eq!(r.status, 504, "{}", r.text());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_503_fails_over_to_the_next_tier() {
     bounded(TEST_LIMIT, async {
         let first = FakeUpstream::status("first", 503).await;
@@ -118,6 +149,24 @@ async fn a_post_that_timed_out_is_not_replayed_and_the_client_gets_504() {
         let proxy = two_tiers(&first, &second, "").await;
         let r = request(proxy.addr, Method::POST, HOST, "/order", &[], "pay=1").await;
         assert_eq!(r.status, 504, "{}", r.text());
+        assert_eq!(first.hits(), 1);
+        assert_eq!(
+            second.hits(),
+            0,
+            "a POST that was sent must not be replayed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_post_whose_connection_the_upstream_drops_unanswered_is_not_replayed() {
+    bounded(TEST_LIMIT, async {
+        let first = FakeUpstream::drop_connection("first").await;
+        let second = FakeUpstream::ok("second").await;
+        let proxy = two_tiers(&first, &second, "").await;
+        let r = request(proxy.addr, Method::POST, HOST, "/order", &[], "pay=1").await;
+        assert_eq!(r.status, 502, "{}", r.text());
         assert_eq!(first.hits(), 1);
         assert_eq!(
             second.hits(),

@@ -90,18 +90,17 @@ impl ProxyConfig {
     }
 
     /// `[upstreams.NAME]` pointing at `up`, with extra keys (e.g. `host = "..."`).
-    pub fn upstream_with(mut self, name: &str, up: &FakeUpstream, lines: &str) -> ProxyConfig {
-        let _ = writeln!(
-            self.body,
-            "\n[upstreams.{name}]\naddress = \"{}\"\n{lines}",
-            up.address()
-        );
-        self
+    pub fn upstream_with(self, name: &str, up: &FakeUpstream, lines: &str) -> ProxyConfig {
+        self.upstream_at(name, &up.address(), lines)
     }
 
-    /// `[upstreams.NAME]` at any address (e.g. a server the test runs itself).
-    pub fn raw_upstream(mut self, name: &str, address: &str) -> ProxyConfig {
-        let _ = writeln!(self.body, "\n[upstreams.{name}]\naddress = \"{address}\"");
+    /// `[upstreams.NAME]` at any address (e.g. a socket the test holds itself), with extra
+    /// keys.
+    pub fn upstream_at(mut self, name: &str, address: &str, lines: &str) -> ProxyConfig {
+        let _ = writeln!(
+            self.body,
+            "\n[upstreams.{name}]\naddress = \"{address}\"\n{lines}"
+        );
         self
     }
 

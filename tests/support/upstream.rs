@@ -30,6 +30,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The path fake upstreams treat as a health probe.
 pub const HEALTH_PATH: &str = "/healthz";
 
@@ -40,6 +42,8 @@ enum Knob {
     Ok,
     /// Reads the request, never answers.
     Hang,
+    /// Reads the request, then closes the connection without answering.
+    Drop,
     /// Answers with this status and body "NAME says CODE".
     Status(u16),
     /// Waits, then answers 200 "slow from NAME".
@@ -97,6 +101,8 @@ pub struct FakeUpstream {
     pub addr: SocketAddr,
     state: Arc<State>,
     accept: Option<JoinHandle<()>>,
+    /// Sockets kept open for as long as the fake lives (`blackhole`).
+    _held: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 impl FakeUpstream {
@@ -108,6 +114,11 @@ impl FakeUpstream {
     /// Accepts and reads requests but never answers them.
     pub async fn hang(name: &str) -> FakeUpstream {
         Self::serve(name, Knob::Hang).await
+    }
+
+    /// Reads each request, then closes its connection without an answer.
+    pub async fn drop_connection(name: &str) -> FakeUpstream {
+        Self::serve(name, Knob::Drop).await
     }
 
     /// Answers every request with `code` and body "NAME says CODE".
@@ -155,6 +166,31 @@ impl FakeUpstream {
             addr,
             state: Arc::default(),
             accept: None,
+            _held: Vec::new(),
+        }
+    }
+
+    /// A listener whose accept queue is full and never drained: connecting there neither
+    /// succeeds nor is refused (the SYN is dropped), so only a connect timeout ends it.
+    pub async fn blackhole(name: &str) -> FakeUpstream {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        sock.bind(&any.into()).expect("bind");
+        sock.listen(0).expect("listen");
+        let addr = sock
+            .local_addr()
+            .expect("local addr")
+            .as_socket()
+            .expect("inet addr");
+        // One connection fills a backlog of 0; it is never accepted.
+        let filler = std::net::TcpStream::connect(addr).expect("filler connect");
+        FakeUpstream {
+            name: name.to_owned(),
+            addr,
+            state: Arc::default(),
+            accept: None,
+            _held: vec![Box::new(sock), Box::new(filler)],
         }
     }
 
@@ -204,6 +240,7 @@ impl FakeUpstream {
             addr,
             state,
             accept: Some(accept),
+            _held: Vec::new(),
         }
     }
 }
@@ -221,7 +258,7 @@ async fn handle(
     name: String,
     state: Arc<State>,
     knob: Knob,
-) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
+) -> Result<Response<BoxBody<Bytes, Infallible>>, BoxError> {
     if req.uri().path() == HEALTH_PATH {
         return Ok(text(StatusCode::OK, &name, "healthy".into()));
     }
@@ -244,6 +281,8 @@ async fn handle(
     Ok(match knob {
         Knob::Ok => text(StatusCode::OK, &name, format!("ok from {name}")),
         Knob::Hang => std::future::pending().await,
+        // hyper closes a connection whose service fails, without writing a response.
+        Knob::Drop => return Err("dropping the connection unanswered".into()),
         Knob::Status(code) => text(
             StatusCode::from_u16(code).expect("valid status"),
             &name,
