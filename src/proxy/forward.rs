@@ -152,7 +152,12 @@ pub async fn forward(
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = parts.headers.clone();
+        // The last planned attempt takes the headers; earlier ones need a copy for retries.
+        *req.headers_mut() = if last_try {
+            std::mem::take(&mut parts.headers)
+        } else {
+            parts.headers.clone()
+        };
         // HTTP/1.1 requires a Host: the upstream's, else the client's, else the address's.
         let host = match upstream.host_header.as_ref().or(received_host.as_ref()) {
             Some(h) => Some(h.clone()),
