@@ -17,7 +17,10 @@ fn matcher() -> Matcher {
         routes.push((vec![HostPattern::Exact(host.clone())], "/".into()));
         routes.push((vec![HostPattern::Exact(host)], "/api/".into()));
     }
-    routes.push((vec![HostPattern::Suffix(".cdn.example.net".into())], "/".into()));
+    routes.push((
+        vec![HostPattern::Suffix(".cdn.example.net".into())],
+        "/".into(),
+    ));
     routes.push((vec![HostPattern::Any], "/".into()));
     Matcher::new(routes.iter().map(|(h, p)| (h.as_slice(), p.as_str())))
 }
@@ -25,10 +28,28 @@ fn matcher() -> Matcher {
 fn route_lookup(c: &mut Criterion) {
     let m = matcher();
     let mut g = c.benchmark_group("route_lookup");
-    g.bench_function("exact_host_longest_prefix", |b| b.iter(|| m.find(black_box("site42.example.com"), black_box("/api/v1/articles/123"))));
-    g.bench_function("exact_host_mixed_case_with_port", |b| b.iter(|| m.find(black_box("Site42.Example.com:8080"), black_box("/index.html"))));
-    g.bench_function("wildcard_host", |b| b.iter(|| m.find(black_box("img.eu.cdn.example.net"), black_box("/a.png"))));
-    g.bench_function("catch_all", |b| b.iter(|| m.find(black_box("unknown.org"), black_box("/"))));
+    g.bench_function("exact_host_longest_prefix", |b| {
+        b.iter(|| {
+            m.find(
+                black_box("site42.example.com"),
+                black_box("/api/v1/articles/123"),
+            )
+        })
+    });
+    g.bench_function("exact_host_mixed_case_with_port", |b| {
+        b.iter(|| {
+            m.find(
+                black_box("Site42.Example.com:8080"),
+                black_box("/index.html"),
+            )
+        })
+    });
+    g.bench_function("wildcard_host", |b| {
+        b.iter(|| m.find(black_box("img.eu.cdn.example.net"), black_box("/a.png")))
+    });
+    g.bench_function("catch_all", |b| {
+        b.iter(|| m.find(black_box("unknown.org"), black_box("/")))
+    });
     g.finish();
 }
 
@@ -53,7 +74,13 @@ fn header_rewrite(c: &mut Criterion) {
     let template = browser_headers();
     let host = HeaderValue::from_static("www.example.com");
     let cdn = HeaderValue::from_static("www.example.com");
-    let peer = Peer { ip: "198.51.100.23".parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])), trusted: false, https: true };
+    let peer = Peer {
+        ip: "198.51.100.23"
+            .parse()
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+        trusted: false,
+        https: true,
+    };
     c.bench_function("header_rewrite_request", |b| {
         b.iter_batched(
             || template.clone(),
