@@ -74,18 +74,15 @@ fn header_rewrite(c: &mut Criterion) {
     let template = browser_headers();
     let host = HeaderValue::from_static("www.example.com");
     let cdn = HeaderValue::from_static("www.example.com");
-    let peer = Peer {
-        ip: "198.51.100.23"
-            .parse()
-            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
-        trusted: false,
-        https: true,
-    };
+    let peer = Peer::new(
+        std::net::SocketAddr::from(([198, 51, 100, 23], 50000)),
+        true,
+    );
     c.bench_function("header_rewrite_request", |b| {
         b.iter_batched(
             || template.clone(),
             |mut h| {
-                headers::rewrite_request(&mut h, peer, Some(&host), Some(&cdn));
+                headers::rewrite_request(&mut h, &peer, false, Some(&host), Some(&cdn));
                 h
             },
             criterion::BatchSize::SmallInput,

@@ -30,6 +30,7 @@ use tracing::{debug, warn};
 
 use crate::config::Limits;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::headers::Peer;
 use crate::proxy::Proxy;
 
 /// Binds a listening socket with a deep backlog and SO_REUSEADDR.
@@ -146,18 +147,20 @@ impl ConnTask {
         if let Err(e) = stream.set_nodelay(true) {
             debug!(error = %e, "set_nodelay failed");
         }
-        let clock = Arc::new(Clock::new());
+        let clock = Arc::new(Clock::new(&self.limits));
         let io = TokioIo::new(Watched {
             inner: stream,
             clock: clock.clone(),
         });
         let proxy = self.proxy.clone();
         let svc_clock = clock.clone();
+        let client = Arc::new(Peer::new(peer, false));
         let service = service_fn(move |req: Request<Incoming>| {
             let proxy = proxy.clone();
+            let client = client.clone();
             let active = ActiveRequest::begin(svc_clock.clone());
             async move {
-                let resp = proxy.handle(req, peer, false).await;
+                let resp = proxy.handle(req, &client).await;
                 Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked {
                     inner: b,
                     _active: active,
@@ -166,9 +169,12 @@ impl ConnTask {
         });
         let conn = self.builder.serve_connection(io, service);
         tokio::pin!(conn);
+        // One timer per connection, re-armed only when it fires or when a head begins before
+        // the armed time; requests themselves never touch it.
+        let sleep = tokio::time::sleep_until(clock.arm());
+        tokio::pin!(sleep);
         let mut closing = false;
         loop {
-            let wait = clock.next_check(&self.limits);
             tokio::select! {
                 r = conn.as_mut() => {
                     if let Err(e) = r {
@@ -176,10 +182,11 @@ impl ConnTask {
                     }
                     return;
                 }
-                // A request ended or a head began: a deadline may now be earlier than `wait`.
-                _ = clock.rearm.notified(), if !closing => {}
-                _ = tokio::time::sleep(wait), if !closing => {
-                    match clock.expired(&self.limits) {
+                _ = clock.rearm.notified(), if !closing => {
+                    sleep.as_mut().reset(clock.arm());
+                }
+                _ = sleep.as_mut(), if !closing => {
+                    match clock.expired() {
                         Some(Expiry::Head) => {
                             debug!(%peer, "request head not received in time; closing");
                             return;
@@ -188,7 +195,7 @@ impl ConnTask {
                             conn.as_mut().graceful_shutdown();
                             closing = true;
                         }
-                        None => {}
+                        None => sleep.as_mut().reset(clock.arm()),
                     }
                 }
                 _ = stopping(&mut self.shutdown), if !closing => {
@@ -209,13 +216,28 @@ enum Expiry {
     Head,
 }
 
+/// Milliseconds since the first call (never 0, which the clock uses for "none").
 fn now_ms() -> u64 {
+    u64::try_from(base().elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
-    let ms = BASE.get_or_init(Instant::now).elapsed().as_millis();
-    u64::try_from(ms).unwrap_or(u64::MAX).max(1)
+    *BASE.get_or_init(Instant::now)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Per-connection activity state, written by the socket wrapper and the service.
+///
+/// The connection task sleeps until `armed`. When a request ends or a head begins, the new
+/// deadline is compared with `armed` and the task is woken only if it is earlier (with the
+/// defaults it never is: a 60 s idle deadline after a request ends, a 10 s head deadline armed
+/// while it was in flight); a timer that fires early is simply re-armed.
 struct Clock {
     in_flight: AtomicU32,
     /// When the connection became idle (accepted, or its last response finished).
@@ -224,18 +246,26 @@ struct Clock {
     head_since: AtomicU64,
     /// No request has completed yet.
     first: AtomicBool,
-    /// Woken when the deadline may have moved earlier, so the connection task re-arms its
-    /// timer instead of sleeping until a deadline computed before.
+    /// When the connection task's timer fires (ms, as `now_ms`).
+    armed: AtomicU64,
+    /// `limits.header_timeout` in ms.
+    header_ms: u64,
+    /// `limits.idle_timeout` in ms.
+    idle_ms: u64,
+    /// Woken when a new deadline is earlier than `armed`.
     rearm: Notify,
 }
 
 impl Clock {
-    fn new() -> Clock {
+    fn new(limits: &Limits) -> Clock {
         Clock {
             in_flight: AtomicU32::new(0),
             idle_since: AtomicU64::new(now_ms()),
             head_since: AtomicU64::new(0),
             first: AtomicBool::new(true),
+            armed: AtomicU64::new(u64::MAX),
+            header_ms: millis(limits.header_timeout),
+            idle_ms: millis(limits.idle_timeout),
             rearm: Notify::new(),
         }
     }
@@ -244,37 +274,48 @@ impl Clock {
         if self.in_flight.load(Ordering::Relaxed) == 0
             && self.head_since.load(Ordering::Relaxed) == 0
         {
-            self.head_since.store(now_ms(), Ordering::Relaxed);
+            let now = now_ms();
+            self.head_since.store(now, Ordering::Relaxed);
+            self.rearm_if_before(now.saturating_add(self.header_ms));
+        }
+    }
+
+    fn rearm_if_before(&self, deadline: u64) {
+        if deadline < self.armed.load(Ordering::Relaxed) {
             self.rearm.notify_one();
         }
     }
 
-    fn deadline(&self, limits: &Limits) -> Option<(u64, Expiry)> {
+    fn deadline(&self) -> Option<(u64, Expiry)> {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             return None;
         }
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let head = self.head_since.load(Ordering::Relaxed);
         if head != 0 {
-            return Some((head.saturating_add(ms(limits.header_timeout)), Expiry::Head));
+            return Some((head.saturating_add(self.header_ms), Expiry::Head));
         }
         let idle = self.idle_since.load(Ordering::Relaxed);
         if self.first.load(Ordering::Relaxed) {
-            Some((idle.saturating_add(ms(limits.header_timeout)), Expiry::Head))
+            Some((idle.saturating_add(self.header_ms), Expiry::Head))
         } else {
-            Some((idle.saturating_add(ms(limits.idle_timeout)), Expiry::Idle))
+            Some((idle.saturating_add(self.idle_ms), Expiry::Idle))
         }
     }
 
-    fn next_check(&self, limits: &Limits) -> Duration {
-        match self.deadline(limits) {
-            None => limits.idle_timeout.min(limits.header_timeout),
-            Some((at, _)) => Duration::from_millis(at.saturating_sub(now_ms()).max(5)),
-        }
+    /// Records and returns when the connection task should next check: the current deadline,
+    /// or, with a request in flight, the shortest time in which a new deadline could fall due.
+    fn arm(&self) -> tokio::time::Instant {
+        let now = now_ms();
+        let at = match self.deadline() {
+            Some((at, _)) => at.max(now + 5),
+            None => now.saturating_add(self.idle_ms.min(self.header_ms)),
+        };
+        self.armed.store(at, Ordering::Relaxed);
+        tokio::time::Instant::from_std(base() + Duration::from_millis(at))
     }
 
-    fn expired(&self, limits: &Limits) -> Option<Expiry> {
-        let (at, why) = self.deadline(limits)?;
+    fn expired(&self) -> Option<Expiry> {
+        let (at, why) = self.deadline()?;
         (now_ms() >= at).then_some(why)
     }
 }
@@ -293,10 +334,12 @@ impl ActiveRequest {
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
         let c = &self.0;
-        c.idle_since.store(now_ms(), Ordering::Relaxed);
+        let now = now_ms();
+        c.idle_since.store(now, Ordering::Relaxed);
         c.first.store(false, Ordering::Relaxed);
-        c.in_flight.fetch_sub(1, Ordering::Relaxed);
-        c.rearm.notify_one();
+        if c.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            c.rearm_if_before(now.saturating_add(c.idle_ms));
+        }
     }
 }
 

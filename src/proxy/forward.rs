@@ -104,10 +104,8 @@ pub async fn forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let client_authority: Option<Authority> = received_host
-        .as_ref()
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.parse().ok());
+    // Parsed on first need: an upstream with its own `host` never uses it.
+    let mut client_authority: Option<Option<Authority>> = None;
     parts.version = Version::HTTP_11;
 
     let plan = select::plan(&route.tiers, retry.attempts, route.next_rr(), |u| {
@@ -135,7 +133,15 @@ pub async fn forward(
         let authority = upstream
             .host_authority
             .clone()
-            .or_else(|| client_authority.clone())
+            .or_else(|| {
+                client_authority
+                    .get_or_insert_with(|| {
+                        received_host
+                            .as_ref()
+                            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                    })
+                    .clone()
+            })
             .unwrap_or_else(|| {
                 Authority::from_maybe_shared(Bytes::from(upstream.spec.address.authority()))
                     .unwrap_or_else(|_| Authority::from_static("invalid"))

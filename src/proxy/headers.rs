@@ -1,7 +1,7 @@
 //! Pure header rewrites of RFC 9110 proxying: hop-by-hop removal, X-Forwarded-For/Proto/Host
 //! with the trusted-proxies rule, Via, and the Host sent upstream.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -15,21 +15,49 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const VIA_VALUE: &str = "1.1 bascule";
 
-/// Facts about the client connection that the rewrite needs.
-#[derive(Debug, Clone, Copy)]
+/// The client end of a connection, as the rewrite needs it; built once per connection, so
+/// that its address is formatted once, not per request.
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// The TCP peer's address.
-    pub ip: IpAddr,
-    /// Whether the peer is in `trusted_proxies`.
-    pub trusted: bool,
+    pub addr: SocketAddr,
     /// Whether the client connection is TLS.
     pub https: bool,
+    /// The peer's IP as an X-Forwarded-For element.
+    ip_header: HeaderValue,
 }
+
+impl Peer {
+    /// The peer at `addr`, over TLS when `https`.
+    pub fn new(addr: SocketAddr, https: bool) -> Peer {
+        Peer {
+            addr,
+            https,
+            ip_header: ip_value(addr.ip()),
+        }
+    }
+}
+
+/// Hop-by-hop headers removed whatever Connection says.
+static HOP_BY_HOP: [&HeaderName; 9] = [
+    &header::CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+    &header::PROXY_AUTHORIZATION,
+    &header::PROXY_AUTHENTICATE,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+];
 
 /// Removes hop-by-hop headers: Connection and every header it names, Keep-Alive,
 /// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization and
-/// Proxy-Authenticate.
+/// Proxy-Authenticate. One pass over the names; most messages carry none of them.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -41,42 +69,31 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         for n in named {
             headers.remove(n);
         }
-        headers.remove(header::CONNECTION);
     }
-    for h in [
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-        &header::PROXY_AUTHORIZATION,
-        &header::PROXY_AUTHENTICATE,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-    ] {
-        if headers.contains_key(h) {
-            headers.remove(h);
-        }
+    for h in HOP_BY_HOP {
+        headers.remove(h);
     }
 }
 
-/// Rewrites a request's headers for an upstream. `received_host` is the client's Host (or
-/// HTTP/2 authority) as received; `upstream_host` the upstream's configured Host, if any.
+/// Rewrites a request's headers for an upstream. `trusted`: the peer is in `trusted_proxies`;
+/// `received_host` is the client's Host (or HTTP/2 authority) as received; `upstream_host` the
+/// upstream's configured Host, if any.
 pub fn rewrite_request(
     headers: &mut HeaderMap,
-    peer: Peer,
+    peer: &Peer,
+    trusted: bool,
     received_host: Option<&HeaderValue>,
     upstream_host: Option<&HeaderValue>,
 ) {
     strip_hop_by_hop(headers);
 
-    let ip =
-        HeaderValue::from_str(&peer.ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
-    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| peer.trusted) {
+    let ip = &peer.ip_header;
+    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| trusted) {
         Some(prev) => join(prev, ip.as_bytes()),
-        None => ip,
+        None => ip.clone(),
     };
     // From an untrusted peer every incoming X-Forwarded-* value is replaced.
-    if !peer.trusted {
+    if !trusted {
         headers.remove(&X_FORWARDED_FOR);
         headers.remove(&X_FORWARDED_PROTO);
         headers.remove(&X_FORWARDED_HOST);
@@ -98,6 +115,18 @@ pub fn rewrite_request(
             headers.remove(header::HOST);
         }
     }
+}
+
+/// The textual IP address as a header value, formatted without an intermediate String.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    use std::io::Write as _;
+    let mut buf = [0u8; 48];
+    let mut w = &mut buf[..];
+    let written = write!(w, "{ip}").map(|()| 48 - w.len());
+    written
+        .ok()
+        .and_then(|n| HeaderValue::from_bytes(&buf[..n]).ok())
+        .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// Rewrites a response's headers for the client.
@@ -138,12 +167,8 @@ mod tests {
         h
     }
 
-    fn peer(trusted: bool) -> Peer {
-        Peer {
-            ip: "192.0.2.7".parse().unwrap(),
-            trusted,
-            https: false,
-        }
+    fn peer() -> Peer {
+        Peer::new("192.0.2.7:50000".parse().unwrap(), false)
     }
 
     #[test]
@@ -171,7 +196,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "evil.com"),
         ]);
-        rewrite_request(&mut h, peer(false), Some(&host), None);
+        rewrite_request(&mut h, &peer(), false, Some(&host), None);
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "www.example.com");
@@ -187,7 +212,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("via", "1.1 edge"),
         ]);
-        rewrite_request(&mut h, peer(true), Some(&host), None);
+        rewrite_request(&mut h, &peer(), true, Some(&host), None);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "www.example.com");
@@ -199,7 +224,7 @@ mod tests {
         let host = HeaderValue::from_static("example.com:8080");
         let cdn = HeaderValue::from_static("www.example.com");
         let mut h = map(&[("host", "example.com:8080")]);
-        rewrite_request(&mut h, peer(false), Some(&host), Some(&cdn));
+        rewrite_request(&mut h, &peer(), false, Some(&host), Some(&cdn));
         assert_eq!(h["host"], "www.example.com");
         assert_eq!(h["x-forwarded-host"], "example.com:8080");
     }

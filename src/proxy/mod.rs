@@ -33,13 +33,13 @@ impl Proxy {
         Proxy { table }
     }
 
-    /// Handles one client request from `peer`; `https` tells whether it came over TLS.
+    /// Handles one client request from `client`.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
-        https: bool,
+        client: &headers::Peer,
     ) -> Response<ProxyBody> {
+        let peer = client.addr;
         let start = Instant::now();
         // One snapshot for the whole request: a reload meanwhile does not affect it.
         let table = self.table.load_full();
@@ -73,19 +73,25 @@ impl Proxy {
             );
             return resp;
         };
-        let peer_info = headers::Peer {
-            ip: peer.ip(),
-            trusted: table
-                .rewrite
-                .trusted_proxies
-                .iter()
-                .any(|c| c.contains(peer.ip())),
-            https,
-        };
-        let method = parts.method.clone();
+        let trusted = table
+            .rewrite
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(peer.ip()));
         let version = parts.version;
-        let uri = parts.uri.clone();
-        headers::rewrite_request(&mut parts.headers, peer_info, received_host.as_ref(), None);
+        // Kept for the access line only.
+        let logged = table
+            .config
+            .log
+            .access
+            .then(|| (parts.method.clone(), parts.uri.clone()));
+        headers::rewrite_request(
+            &mut parts.headers,
+            client,
+            trusted,
+            received_host.as_ref(),
+            None,
+        );
         let (mut resp, report) = forward::forward(route, parts, body, received_host.clone()).await;
         // The client's protocol version, whatever the upstream spoke.
         *resp.version_mut() = version;
@@ -100,7 +106,7 @@ impl Proxy {
                 HeaderValue::from(report.attempts),
             );
         }
-        if table.config.log.access {
+        if let Some((method, uri)) = logged {
             info!(
                 target: "access",
                 route = %route.spec.name,
