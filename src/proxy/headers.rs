@@ -55,23 +55,33 @@ static HOP_BY_HOP: [&HeaderName; 9] = [
 /// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization and
 /// Proxy-Authenticate. One pass over the names; most messages carry none of them.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k)) {
+    // Bit i set: HOP_BY_HOP[i] is present.
+    let mut present = 0u16;
+    for k in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == k) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    if headers.contains_key(header::CONNECTION) {
+    if present & 1 != 0 {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !HOP_BY_HOP.contains(&n))
             .collect();
         for n in named {
             headers.remove(n);
         }
     }
-    for h in HOP_BY_HOP {
-        headers.remove(h);
+    for (i, h) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(*h);
+        }
     }
 }
 
@@ -87,24 +97,26 @@ pub fn rewrite_request(
 ) {
     strip_hop_by_hop(headers);
 
+    // From an untrusted peer every incoming X-Forwarded-* value is replaced (insert replaces
+    // every value of a name); a trusted one's are kept, For appended to.
     let ip = &peer.ip_header;
     let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| trusted) {
         Some(prev) => join(prev, ip.as_bytes()),
         None => ip.clone(),
     };
-    // From an untrusted peer every incoming X-Forwarded-* value is replaced.
-    if !trusted {
-        headers.remove(&X_FORWARDED_FOR);
-        headers.remove(&X_FORWARDED_PROTO);
-        headers.remove(&X_FORWARDED_HOST);
-    }
     headers.insert(X_FORWARDED_FOR.clone(), xff);
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
+    if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
         let proto = if peer.https { "https" } else { "http" };
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
-    if let Some(host) = received_host.filter(|_| !headers.contains_key(&X_FORWARDED_HOST)) {
-        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    match received_host {
+        Some(host) if !trusted || !headers.contains_key(&X_FORWARDED_HOST) => {
+            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        }
+        None if !trusted && headers.contains_key(&X_FORWARDED_HOST) => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+        _ => {}
     }
     add_via(headers);
     match upstream_host.or(received_host) {
