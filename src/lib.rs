@@ -21,7 +21,9 @@
 //! - [`server`]: listeners, connection limits and timeouts, graceful shutdown.
 //! - [`app`]: wiring and process lifecycle (signals, reload, shutdown).
 
+pub mod admin;
 pub mod app;
+pub mod checker;
 pub mod client;
 pub mod config;
 pub mod health;
@@ -29,3 +31,4 @@ pub mod proxy;
 pub mod routing;
 pub mod select;
 pub mod server;
+pub mod steering;

@@ -108,9 +108,13 @@ pub async fn forward(
     let mut client_authority: Option<Option<Authority>> = None;
     parts.version = Version::HTTP_11;
 
-    let plan = select::plan(&route.tiers, retry.attempts, route.next_rr(), |u| {
-        u.health.is_available()
-    });
+    let plan = select::plan(
+        &route.tiers,
+        route.state.active(),
+        retry.attempts,
+        route.next_rr(),
+        |u| u.health.is_available(),
+    );
     let picks = plan.picks();
     let mut last_failure: Option<Failure> = None;
     let mut held: Option<Response<ProxyBody>> = None;
@@ -183,6 +187,7 @@ pub async fn forward(
                 let status = resp.status().as_u16();
                 let response = into_client_response(resp, in_flight);
                 if !retry.on_status.contains(status) {
+                    upstream.health.attempt_succeeded();
                     report.upstream = Some(Arc::clone(upstream));
                     return (response, report);
                 }
@@ -201,6 +206,7 @@ pub async fn forward(
                 Failure::ResponseTimeout
             }
         };
+        upstream.health.attempt_failed(failure.outcome());
         last_failure = Some(failure);
         if last_try {
             break;

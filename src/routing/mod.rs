@@ -1,21 +1,25 @@
 //! The routing table: an immutable snapshot compiled from a [`Config`], swapped whole on
 //! reload. Routes point at long-lived [`Upstream`] objects (definition, pooled client, live
-//! health) that an [`UpstreamRegistry`] hands out, so an upstream whose identity is unchanged
-//! keeps its health and connections across reloads.
+//! health) and [`RouteState`]s (active tier, pin) that a [`Registry`] hands out, so an
+//! upstream whose identity is unchanged keeps its health and connections across reloads.
 
 pub mod matcher;
+pub mod registry;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::uri::{Authority, Scheme as UriScheme};
 use http::HeaderValue;
 
 use crate::client::{self, Dns, UpstreamClient};
 use crate::config::{Cidr, Config, RouteSpec, UpstreamSpec};
+use crate::health::events::Signals;
 use crate::health::Health;
 pub use matcher::Matcher;
+pub use registry::{Changes, Pin, Registry, RouteState};
 
 /// One upstream: what it is (its spec), how to reach it (pooled client) and how it is doing.
 pub struct Upstream {
@@ -45,7 +49,7 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    fn new(spec: UpstreamSpec, dns: Dns) -> Result<Upstream, String> {
+    fn new(spec: UpstreamSpec, dns: Dns, signals: Signals) -> Result<Upstream, String> {
         let client = client::build(&spec, dns)?;
         let host_header = match &spec.host {
             Some(h) => Some(HeaderValue::from_str(h).map_err(|e| format!("host {h:?}: {e}"))?),
@@ -66,7 +70,7 @@ impl Upstream {
         };
         Ok(Upstream {
             client,
-            health: Arc::default(),
+            health: Arc::new(Health::new(&spec.name, &spec.passive, signals)),
             scheme,
             host_header,
             host_authority,
@@ -88,6 +92,8 @@ pub struct Route {
     pub spec: RouteSpec,
     /// Tiers of upstreams, in order.
     pub tiers: Vec<Vec<Arc<Upstream>>>,
+    /// Live state (active tier, pin), kept across reloads while the tiers are unchanged.
+    pub state: Arc<RouteState>,
     /// Round-robin counter for balanced tiers.
     rr: AtomicUsize,
 }
@@ -113,6 +119,8 @@ pub struct Rewrite {
 pub struct RoutingTable {
     /// 1 after start, +1 per applied reload.
     pub generation: u64,
+    /// When this table was compiled.
+    pub loaded_at: SystemTime,
     /// The config it was compiled from.
     pub config: Arc<Config>,
     /// Routes in config order.
@@ -125,17 +133,19 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
-    /// Compiles `config`, taking upstream objects from `registry` (reusing unchanged ones).
+    /// Compiles `config`, taking live objects from `registry` (reusing unchanged ones). Nothing
+    /// live changes: the caller swaps the table in, then calls [`RoutingTable::commit`].
     pub fn compile(
         config: Arc<Config>,
         generation: u64,
-        registry: &UpstreamRegistry,
+        registry: &Registry,
     ) -> Result<RoutingTable, String> {
-        let upstreams = registry.acquire(&config.upstreams)?;
+        let upstreams = registry.prepare_upstreams(&config.upstreams)?;
+        let states = registry.prepare_routes(&config.routes);
         let by_name: HashMap<&str, &Arc<Upstream>> =
             upstreams.iter().map(|u| (u.name(), u)).collect();
         let mut routes = Vec::with_capacity(config.routes.len());
-        for spec in &config.routes {
+        for (spec, state) in config.routes.iter().zip(states) {
             let tiers = spec
                 .tiers
                 .iter()
@@ -153,6 +163,7 @@ impl RoutingTable {
             routes.push(Route {
                 spec: spec.clone(),
                 tiers,
+                state,
                 rr: AtomicUsize::new(fastrand::usize(..1024)),
             });
         }
@@ -168,6 +179,7 @@ impl RoutingTable {
         };
         Ok(RoutingTable {
             generation,
+            loaded_at: SystemTime::now(),
             config,
             routes,
             upstreams,
@@ -176,51 +188,31 @@ impl RoutingTable {
         })
     }
 
+    /// Makes this table's upstreams and route states the registry's live ones (call once it
+    /// serves); returns what changed since the previous table.
+    pub fn commit(&self, registry: &Registry) -> Changes {
+        let routes: Vec<_> = self
+            .routes
+            .iter()
+            .map(|r| (r.spec.clone(), Arc::clone(&r.state)))
+            .collect();
+        registry.commit(&self.upstreams, &routes)
+    }
+
+    /// The route named `name`.
+    pub fn route_named(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.spec.name == name)
+    }
+
+    /// The upstream named `name`.
+    pub fn upstream_named(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.iter().find(|u| u.name() == name)
+    }
+
     /// The route for a request's host (as received) and path.
     pub fn route(&self, host: &str, path: &str) -> Option<&Route> {
         self.matcher
             .find(host, path)
             .and_then(|i| self.routes.get(i))
-    }
-}
-
-/// Hands out upstream objects by identity, so that reloads keep live state and pools.
-pub struct UpstreamRegistry {
-    dns: Dns,
-    live: Mutex<HashMap<String, Arc<Upstream>>>,
-}
-
-impl UpstreamRegistry {
-    /// An empty registry resolving names through `dns`.
-    pub fn new(dns: Dns) -> UpstreamRegistry {
-        UpstreamRegistry {
-            dns,
-            live: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The upstream objects for `specs`: the existing one where its spec is identical, a new
-    /// one otherwise. Upstreams no longer named are forgotten (their last users keep them
-    /// alive until they finish). Called on load and reload only, never per request.
-    pub fn acquire(&self, specs: &[UpstreamSpec]) -> Result<Vec<Arc<Upstream>>, String> {
-        let mut live = self
-            .live
-            .lock()
-            .map_err(|_| "upstream registry poisoned".to_owned())?;
-        let mut next = HashMap::with_capacity(specs.len());
-        let mut out = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let u = match live.get(&spec.name) {
-                Some(u) if u.spec == *spec => Arc::clone(u),
-                _ => Arc::new(
-                    Upstream::new(spec.clone(), self.dns.clone())
-                        .map_err(|e| format!("upstream {:?}: {e}", spec.name))?,
-                ),
-            };
-            next.insert(spec.name.clone(), Arc::clone(&u));
-            out.push(u);
-        }
-        *live = next;
-        Ok(out)
     }
 }

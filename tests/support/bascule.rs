@@ -56,12 +56,16 @@ impl Drop for TempDir {
 
 /// A config file for one test: `[listen]` on a free port with `debug_headers = true`, the
 /// admin API off, health checks and passive ejection quiet (so only live requests decide),
-/// plus whatever the test adds.
+/// plus whatever the test adds. `admin()` turns the admin API on (a free port) and
+/// `defaults(..)` replaces the quiet `[defaults]` with the test's own.
 #[derive(Default)]
 pub struct ProxyConfig {
     listen: String,
     limits: String,
     body: String,
+    admin: bool,
+    admin_lines: String,
+    defaults: Option<String>,
 }
 
 impl ProxyConfig {
@@ -81,6 +85,21 @@ impl ProxyConfig {
     pub fn limits(mut self, lines: &str) -> ProxyConfig {
         self.limits.push_str(lines);
         self.limits.push('\n');
+        self
+    }
+
+    /// Turns the admin API on, on a free loopback port, with extra `[admin]` lines.
+    pub fn admin(mut self, lines: &str) -> ProxyConfig {
+        self.admin = true;
+        self.admin_lines = lines.to_owned();
+        self
+    }
+
+    /// Replaces the quiet defaults: `text` is everything from `[defaults]` on (its tables
+    /// included), e.g. `"[defaults.health]\ninterval = \"200ms\""`; an empty `[defaults]`
+    /// header is added first.
+    pub fn defaults(mut self, text: &str) -> ProxyConfig {
+        self.defaults = Some(text.to_owned());
         self
     }
 
@@ -127,15 +146,23 @@ impl ProxyConfig {
         self
     }
 
-    /// The file's text for a proxy listening on `addr`.
-    pub fn render(&self, addr: SocketAddr) -> String {
+    /// The file's text for a proxy listening on `addr` (admin API on `admin` when enabled).
+    pub fn render(&self, addr: SocketAddr, admin: SocketAddr) -> String {
+        let admin = if self.admin {
+            format!("[admin]\nlisten = \"{admin}\"\n{}\n", self.admin_lines)
+        } else {
+            "[admin]\nenabled = false\n".to_owned()
+        };
+        let defaults = match &self.defaults {
+            Some(d) => format!("[defaults]\n{d}\n"),
+            None => "[defaults]\nconnect_timeout = \"1s\"\n\
+                     [defaults.health]\ninterval = \"60s\"\nfall = 100\n\
+                     [defaults.passive]\nconsecutive_failures = 0\n"
+                .to_owned(),
+        };
         format!(
-            "[listen]\nhttp = [\"{addr}\"]\ndebug_headers = true\n{}\n\
-             [admin]\nenabled = false\n\n\
-             [limits]\n{}\n\
-             [defaults]\nconnect_timeout = \"1s\"\n\
-             [defaults.health]\ninterval = \"60s\"\nfall = 100\n\
-             [defaults.passive]\nconsecutive_failures = 0\n{}",
+            "[listen]\nhttp = [\"{addr}\"]\ndebug_headers = true\n{}\n{admin}\n\
+             [limits]\n{}\n{defaults}{}",
             self.listen, self.limits, self.body
         )
     }
@@ -150,6 +177,8 @@ impl ProxyConfig {
 pub struct Bascule {
     /// Where it serves plain HTTP.
     pub addr: SocketAddr,
+    /// Where its admin API listens (when the config enabled it).
+    pub admin: SocketAddr,
     child: Child,
     dir: TempDir,
     exit: Option<ExitStatus>,
@@ -160,9 +189,9 @@ impl Bascule {
         // A free port can be taken by someone else between our probe and bascule's bind; that
         // shows as a bind error, and another port is tried (three times at most).
         for round in 0..3 {
-            let addr = free_port();
+            let (addr, admin) = (free_port(), free_port());
             let dir = TempDir::new();
-            let path = dir.write("bascule.toml", &config.render(addr));
+            let path = dir.write("bascule.toml", &config.render(addr, admin));
             let child = Command::new(BIN)
                 .arg("run")
                 .arg("-c")
@@ -176,6 +205,7 @@ impl Bascule {
                 .expect("spawn bascule");
             let mut b = Bascule {
                 addr,
+                admin,
                 child,
                 dir,
                 exit: None,
@@ -207,6 +237,73 @@ impl Bascule {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Err(format!("not accepting on {} after {limit:?}", self.addr))
+    }
+
+    /// The config file it runs on.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("bascule.toml")
+    }
+
+    /// `GET /status` from the admin API, parsed.
+    pub async fn status(&self) -> serde_json::Value {
+        let r = super::client::get(self.admin, "admin", "/status").await;
+        assert_eq!(r.status, 200, "GET /status: {}", r.text());
+        serde_json::from_slice(&r.body).expect("/status is JSON")
+    }
+
+    /// `POST path` with a JSON `body` to the admin API: the status and the parsed answer.
+    pub async fn admin_post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let r = super::client::request(
+            self.admin,
+            http::Method::POST,
+            "admin",
+            path,
+            &[("content-type", "application/json")],
+            body.to_owned(),
+        )
+        .await;
+        let v = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+        (r.status.as_u16(), v)
+    }
+
+    /// The upstream `name`'s entry in `/status`.
+    pub async fn upstream_status(&self, name: &str) -> serde_json::Value {
+        let s = self.status().await;
+        s["upstreams"]
+            .as_array()
+            .and_then(|a| a.iter().find(|u| u["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no upstream {name} in /status: {s}"))
+    }
+
+    /// The route `name`'s entry in `/status`.
+    pub async fn route_status(&self, name: &str) -> serde_json::Value {
+        let s = self.status().await;
+        s["routes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no route {name} in /status: {s}"))
+    }
+
+    /// Polls `/status` every 20 ms until `pred` holds, at most `limit`; returns how long it
+    /// took, or panics with the last status.
+    pub async fn wait_status(
+        &self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            let s = self.status().await;
+            if pred(&s) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{what}: not within {limit:?}; last /status: {s:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The process id.

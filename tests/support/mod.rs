@@ -7,6 +7,7 @@
 
 pub mod bascule;
 pub mod client;
+pub mod switch;
 pub mod upstream;
 
 use std::future::Future;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 pub use bascule::{Bascule, ProxyConfig, TempDir};
 pub use client::{get, get_h2c, raw_exchange, read_response, request, wait_closed, Reply};
+pub use switch::{Mode, SwitchUpstream};
 pub use upstream::{split_echo, FakeUpstream, Seen};
 
 /// Runs a test body with a deadline; a test that overruns fails instead of hanging the suite.

@@ -1,0 +1,297 @@
+//! The admin API on `[admin] listen` (DESIGN §5): `/status`, `/reload`, drain/undrain and
+//! pin/unpin, behind the bearer-token rule. Plain HTTP/1.1, JSON answers; never on the
+//! request path of proxied traffic.
+
+pub mod status;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::health::events::EventLog;
+use crate::routing::RoutingTable;
+use status::Status;
+
+/// Largest admin request body read.
+const BODY_LIMIT: usize = 64 << 10;
+
+/// Reloads the config now: the new generation, or why the file was refused.
+pub type ReloadFn = Arc<dyn Fn() -> Result<u64, String> + Send + Sync>;
+
+/// Everything the admin API reads and acts on.
+#[derive(Clone)]
+pub struct AdminApi {
+    /// The serving routing table.
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    /// Recent events.
+    pub events: EventLog,
+    /// The last failed reload's message, until the next good one.
+    pub last_error: Arc<Mutex<Option<String>>>,
+    /// Reloads the config file.
+    pub reload: ReloadFn,
+    /// Bearer token every request but the dashboard page must carry, when set.
+    pub token: Option<String>,
+}
+
+type Answer = Response<Full<Bytes>>;
+
+impl AdminApi {
+    /// Serves connections from `listener` until `shutdown` turns true.
+    pub async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        let api = Arc::new(self);
+        loop {
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "admin accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stopping(&mut shutdown) => return,
+            };
+            let api = Arc::clone(&api);
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let api = Arc::clone(&api);
+                    async move { Ok::<_, Infallible>(api.handle(req, peer).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = conn.await {
+                    debug!(error = %e, %peer, "admin connection ended with an error");
+                }
+            });
+        }
+    }
+
+    /// Answers one admin request.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Answer {
+        let (parts, body) = req.into_parts();
+        if !self.authorized(&parts.headers) {
+            let mut r = json_answer(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "missing or wrong bearer token"}),
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        let segments: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
+        let answer = match (&parts.method, segments.as_slice()) {
+            (&Method::GET, ["status"]) => self.status(),
+            (&Method::POST, ["reload"]) => self.reload(),
+            (&Method::POST, ["upstreams", name, action @ ("drain" | "undrain")]) => {
+                match read_json::<Reason>(body).await {
+                    Ok(r) => self.drain(name, action == &"drain", &r.reason_or(peer)),
+                    Err(e) => e,
+                }
+            }
+            (&Method::POST, ["routes", name, "pin"]) => match read_json::<PinBody>(body).await {
+                Ok(p) => self.pin(name, p.tier, &p.reason.unwrap_or_else(|| by(peer))),
+                Err(e) => e,
+            },
+            (&Method::POST, ["routes", name, "unpin"]) => match read_json::<Reason>(body).await {
+                Ok(r) => self.unpin(name, &r.reason_or(peer)),
+                Err(e) => e,
+            },
+            (_, ["status"] | ["reload"])
+            | (_, ["upstreams", _, "drain" | "undrain"])
+            | (_, ["routes", _, "pin" | "unpin"]) => json_answer(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"error": "method not allowed"}),
+            ),
+            _ => json_answer(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+        };
+        debug!(method = %parts.method, path = %parts.uri.path(), status = answer.status().as_u16(), %peer, "admin request");
+        answer
+    }
+
+    fn authorized(&self, headers: &http::HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+    }
+
+    fn status(&self) -> Answer {
+        let table = self.table.load_full();
+        let last_error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let status = Status::of(&table, self.events.snapshot(), last_error);
+        json_answer(StatusCode::OK, &status)
+    }
+
+    fn reload(&self) -> Answer {
+        match (self.reload)() {
+            Ok(generation) => json_answer(StatusCode::OK, &json!({ "generation": generation })),
+            Err(e) => json_answer(StatusCode::UNPROCESSABLE_ENTITY, &json!({ "error": e })),
+        }
+    }
+
+    fn drain(&self, name: &str, drain: bool, reason: &str) -> Answer {
+        let table = self.table.load_full();
+        let Some(u) = table.upstream_named(name) else {
+            return not_found("upstream", name);
+        };
+        if drain {
+            u.health.drain(reason);
+        } else {
+            u.health.undrain(reason);
+        }
+        json_answer(
+            StatusCode::OK,
+            &json!({"upstream": name, "state": u.health.state()}),
+        )
+    }
+
+    fn pin(&self, name: &str, tier: Option<i64>, reason: &str) -> Answer {
+        let table = self.table.load_full();
+        let Some(route) = table.route_named(name) else {
+            return not_found("route", name);
+        };
+        let count = route.tiers.len();
+        let Some(tier) = tier
+            .and_then(|t| usize::try_from(t).ok())
+            .filter(|t| *t < count)
+        else {
+            let msg = format!(
+                "route {name:?} has tiers 0 to {}; give {{\"tier\": N}}",
+                count.saturating_sub(1)
+            );
+            return json_answer(StatusCode::UNPROCESSABLE_ENTITY, &json!({ "error": msg }));
+        };
+        route.state.set_pin(tier, reason);
+        json_answer(StatusCode::OK, &json!({"route": name, "pinned": tier}))
+    }
+
+    fn unpin(&self, name: &str, reason: &str) -> Answer {
+        let table = self.table.load_full();
+        let Some(route) = table.route_named(name) else {
+            return not_found("route", name);
+        };
+        let was = route.state.unpin(reason);
+        json_answer(
+            StatusCode::OK,
+            &json!({"route": name, "pinned": null, "was_pinned": was}),
+        )
+    }
+}
+
+/// Resolves once shutdown has begun (or the sender is gone).
+async fn stopping(rx: &mut watch::Receiver<bool>) {
+    let _stopped_or_gone = rx.wait_for(|s| *s).await.is_ok();
+}
+
+/// `{"reason": "..."}`, optional as a whole.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    reason: Option<String>,
+}
+
+impl Reason {
+    fn reason_or(self, peer: SocketAddr) -> String {
+        self.reason.unwrap_or_else(|| by(peer))
+    }
+}
+
+/// `{"tier": 1, "reason": "..."}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinBody {
+    tier: Option<i64>,
+    reason: Option<String>,
+}
+
+fn by(peer: SocketAddr) -> String {
+    format!("admin API request from {}", peer.ip())
+}
+
+/// Reads an optional JSON body (empty means the default), or answers 400/413.
+async fn read_json<T: for<'de> Deserialize<'de> + Default>(body: Incoming) -> Result<T, Answer> {
+    let bytes = match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Err(json_answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &json!({"error": "body too large or unreadable"}),
+            ))
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        json_answer(
+            StatusCode::BAD_REQUEST,
+            &json!({ "error": format!("invalid JSON body: {e}") }),
+        )
+    })
+}
+
+fn not_found(what: &str, name: &str) -> Answer {
+    json_answer(
+        StatusCode::NOT_FOUND,
+        &json!({ "error": format!("no {what} named {name:?}") }),
+    )
+}
+
+/// A JSON answer with `status`.
+pub fn json_answer<T: serde::Serialize>(status: StatusCode, value: &T) -> Answer {
+    let body = serde_json::to_vec(value).unwrap_or_else(|e| {
+        format!("{{\"error\":\"cannot serialize the answer: {e}\"}}").into_bytes()
+    });
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

@@ -1,0 +1,107 @@
+//! The `/status` document (DESIGN §5): the config block, every upstream's state and last
+//! probe, every route's tiers, active tier and pin, and the recent events.
+
+use serde::Serialize;
+
+use crate::health::events::Event;
+use crate::health::{ProbeResult, State};
+use crate::routing::{Pin, RoutingTable};
+
+/// The whole `/status` answer.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// Which config serves, and the last reload error.
+    pub config: ConfigStatus,
+    /// Every upstream, in name order.
+    pub upstreams: Vec<UpstreamStatus>,
+    /// Every route, in file order.
+    pub routes: Vec<RouteStatus>,
+    /// Recent events, oldest first.
+    pub events: Vec<Event>,
+}
+
+/// `config` in `/status`.
+#[derive(Debug, Serialize)]
+pub struct ConfigStatus {
+    /// The config file as named on the command line.
+    pub path: String,
+    /// When the serving table was loaded (RFC 3339).
+    pub loaded_at: String,
+    /// 1 after start, +1 per applied reload.
+    pub generation: u64,
+    /// The last failed reload's message, until the next good one.
+    pub last_error: Option<String>,
+}
+
+/// One upstream in `/status`.
+#[derive(Debug, Serialize)]
+pub struct UpstreamStatus {
+    /// Its name.
+    pub name: String,
+    /// `scheme://host:port`.
+    pub address: String,
+    /// drained, ejected, unhealthy or healthy.
+    pub state: State,
+    /// Requests being sent to or answered by it.
+    pub in_flight: usize,
+    /// The last probe; null until the first one finished.
+    pub last_check: Option<ProbeResult>,
+}
+
+/// One route in `/status`.
+#[derive(Debug, Serialize)]
+pub struct RouteStatus {
+    /// Its name.
+    pub name: String,
+    /// Host patterns.
+    pub hosts: Vec<String>,
+    /// Path prefix.
+    pub path_prefix: String,
+    /// Upstream names per tier.
+    pub tiers: Vec<Vec<String>>,
+    /// 0-based index of the tier in use; null when none has a usable upstream.
+    pub active_tier: Option<usize>,
+    /// The operator's pin (tier, reason, at), or null.
+    pub pinned: Option<Pin>,
+}
+
+impl Status {
+    /// The status of `table` with `events` and the last reload error.
+    pub fn of(table: &RoutingTable, events: Vec<Event>, last_error: Option<String>) -> Status {
+        let config = ConfigStatus {
+            path: table.config.path.display().to_string(),
+            loaded_at: humantime::format_rfc3339_millis(table.loaded_at).to_string(),
+            generation: table.generation,
+            last_error,
+        };
+        let upstreams = table
+            .upstreams
+            .iter()
+            .map(|u| UpstreamStatus {
+                name: u.name().to_owned(),
+                address: u.spec.address.to_string(),
+                state: u.health.state(),
+                in_flight: u.health.in_flight(),
+                last_check: u.health.last_check(),
+            })
+            .collect();
+        let routes = table
+            .routes
+            .iter()
+            .map(|r| RouteStatus {
+                name: r.spec.name.clone(),
+                hosts: r.spec.hosts.iter().map(ToString::to_string).collect(),
+                path_prefix: r.spec.path_prefix.clone(),
+                tiers: r.spec.tiers.clone(),
+                active_tier: r.state.active(),
+                pinned: r.state.pin(),
+            })
+            .collect();
+        Status {
+            config,
+            upstreams,
+            routes,
+            events,
+        }
+    }
+}

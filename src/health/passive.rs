@@ -1,0 +1,163 @@
+//! Passive failure detection: failed live attempts in a row eject an upstream for a while,
+//! doubling on repeats (capped at five minutes) and starting over after five minutes without
+//! an ejection. Atomics only, so the request path records outcomes without a lock; the
+//! decision to eject is taken by exactly one request (the one whose failure reaches the
+//! threshold). Times are milliseconds on a monotonic clock the caller supplies.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::config::PassiveSpec;
+
+/// Longest ejection, and the quiet time after which doubling starts over.
+pub const MAX_EJECTION: Duration = Duration::from_secs(300);
+
+/// Passive-detection counters of one upstream.
+#[derive(Debug)]
+pub struct Passive {
+    /// Failures in a row that eject; 0: never.
+    threshold: u32,
+    /// The first ejection's length.
+    base: Duration,
+    /// Failures in a row so far.
+    consecutive: AtomicU32,
+    /// Ejections since the doubling last started over (the next lasts `base * 2^level`).
+    level: AtomicU32,
+    /// When the last ejection ended (ms); 0: none yet.
+    last_end_ms: AtomicU64,
+    /// An ejection is in force.
+    ejected: AtomicBool,
+}
+
+impl Passive {
+    /// Counters for `spec`.
+    pub fn new(spec: &PassiveSpec) -> Passive {
+        Passive {
+            threshold: spec.consecutive_failures,
+            base: spec.ejection,
+            consecutive: AtomicU32::new(0),
+            level: AtomicU32::new(0),
+            last_end_ms: AtomicU64::new(0),
+            ejected: AtomicBool::new(false),
+        }
+    }
+
+    /// Failures in a row that eject (0: never).
+    pub fn threshold(&self) -> u32 {
+        self.threshold
+    }
+
+    /// The first ejection's length.
+    pub fn base(&self) -> Duration {
+        self.base
+    }
+
+    /// A successful attempt: the run of failures is broken.
+    pub fn on_success(&self) {
+        // Read first: in the common case nothing is written and the cache line stays shared.
+        if self.consecutive.load(Ordering::Relaxed) != 0 {
+            self.consecutive.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A failed attempt at `now_ms`; returns how long to eject for when this failure is the
+    /// one that reaches the threshold.
+    pub fn on_failure(&self, now_ms: u64) -> Option<Duration> {
+        if self.threshold == 0 || self.ejected.load(Ordering::Acquire) {
+            return None;
+        }
+        let n = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
+        if n != self.threshold {
+            return None;
+        }
+        if self
+            .ejected
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        self.consecutive.store(0, Ordering::Relaxed);
+        let last_end = self.last_end_ms.load(Ordering::Relaxed);
+        let quiet = Duration::from_millis(now_ms.saturating_sub(last_end));
+        if last_end != 0 && quiet >= MAX_EJECTION {
+            self.level.store(0, Ordering::Relaxed);
+        }
+        let level = self.level.fetch_add(1, Ordering::Relaxed).min(20);
+        Some(self.base.saturating_mul(1 << level).min(MAX_EJECTION))
+    }
+
+    /// The ejection that began with `on_failure` ended at `now_ms`.
+    pub fn on_ejection_end(&self, now_ms: u64) {
+        self.last_end_ms.store(now_ms.max(1), Ordering::Relaxed);
+        self.consecutive.store(0, Ordering::Relaxed);
+        self.ejected.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passive(threshold: u32, ejection_ms: u64) -> Passive {
+        Passive::new(&PassiveSpec {
+            consecutive_failures: threshold,
+            ejection: Duration::from_millis(ejection_ms),
+        })
+    }
+
+    #[test]
+    fn the_failure_that_reaches_the_threshold_ejects() {
+        let p = passive(3, 100);
+        assert_eq!(p.on_failure(1), None);
+        assert_eq!(p.on_failure(2), None);
+        assert_eq!(p.on_failure(3), Some(Duration::from_millis(100)));
+        assert_eq!(p.on_failure(4), None, "no second ejection while ejected");
+    }
+
+    #[test]
+    fn a_success_breaks_the_run() {
+        let p = passive(2, 100);
+        for t in 0..10 {
+            assert_eq!(p.on_failure(t), None);
+            p.on_success();
+        }
+    }
+
+    #[test]
+    fn repeated_ejections_double_up_to_five_minutes() {
+        let p = passive(1, 60_000);
+        let mut now = 1;
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let d = p.on_failure(now).expect("ejects");
+            seen.push(d.as_secs());
+            now += u64::try_from(d.as_millis()).unwrap_or(0);
+            p.on_ejection_end(now);
+            now += 1_000;
+        }
+        assert_eq!(seen, vec![60, 120, 240, 300]);
+    }
+
+    #[test]
+    fn doubling_starts_over_after_five_quiet_minutes() {
+        let p = passive(1, 10_000);
+        assert_eq!(p.on_failure(1), Some(Duration::from_secs(10)));
+        p.on_ejection_end(10_001);
+        assert_eq!(p.on_failure(20_000), Some(Duration::from_secs(20)));
+        p.on_ejection_end(40_000);
+        assert_eq!(
+            p.on_failure(40_000 + 300_000),
+            Some(Duration::from_secs(10)),
+            "five minutes without an ejection"
+        );
+    }
+
+    #[test]
+    fn a_threshold_of_zero_never_ejects() {
+        let p = passive(0, 100);
+        for t in 0..100 {
+            assert_eq!(p.on_failure(t), None);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Live objects that outlive reloads: upstreams (definition, pool, health) keyed by their
+//! identity, and route states (active tier, pin) keyed by route name. A reload asks the
+//! registry for the objects of the new config: unchanged ones are handed back with their
+//! live state, changed ones start fresh (keeping an operator's drain or pin while the name
+//! exists), and the registry reports what changed so the reload can log a summary.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::Upstream;
+use crate::client::Dns;
+use crate::config::{RouteSpec, UpstreamSpec};
+use crate::health::events::{self, Event, EventKind, Signals};
+use crate::select::Steer;
+
+const NO_TIER: usize = usize::MAX;
+
+/// An operator's pin of a route to one tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pin {
+    /// 0-based tier index.
+    pub tier: usize,
+    /// Why, as the operator said.
+    pub reason: String,
+    /// When it was set.
+    #[serde(serialize_with = "events::rfc3339")]
+    pub at: SystemTime,
+}
+
+/// Live state of one route: the tier in use (read lock-free by the request path) and what the
+/// steering task and the operator decided.
+#[derive(Debug)]
+pub struct RouteState {
+    name: String,
+    active: AtomicUsize,
+    pin: Mutex<Option<Pin>>,
+    /// Owned by the steering task.
+    pub steer: Mutex<Steer>,
+    signals: Signals,
+}
+
+impl RouteState {
+    fn new(name: &str, signals: Signals) -> RouteState {
+        RouteState {
+            name: name.to_owned(),
+            active: AtomicUsize::new(0),
+            pin: Mutex::new(None),
+            steer: Mutex::new(Steer::default()),
+            signals,
+        }
+    }
+
+    /// The active tier; None when no tier has a usable upstream.
+    pub fn active(&self) -> Option<usize> {
+        match self.active.load(Ordering::Acquire) {
+            NO_TIER => None,
+            t => Some(t),
+        }
+    }
+
+    /// Publishes a new active tier (the steering task's decision).
+    pub fn set_active(&self, tier: Option<usize>) {
+        self.active
+            .store(tier.unwrap_or(NO_TIER), Ordering::Release);
+    }
+
+    /// The operator's pin, if any.
+    pub fn pin(&self) -> Option<Pin> {
+        self.pin.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Pins the route to `tier` (already checked to exist), effective at once.
+    pub fn set_pin(&self, tier: usize, reason: &str) {
+        let old = self
+            .pin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(Pin {
+                tier,
+                reason: reason.to_owned(),
+                at: SystemTime::now(),
+            });
+        let from = old.map_or("unpinned".to_owned(), |p| format!("pinned:{}", p.tier));
+        self.signals.emit(Event::now(
+            EventKind::Operator,
+            &self.name,
+            from,
+            format!("pinned:{tier}"),
+            reason,
+        ));
+        self.signals.resteer();
+    }
+
+    /// Removes the pin, effective at once; returns whether there was one.
+    pub fn unpin(&self, reason: &str) -> bool {
+        let old = self.pin.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(old) = old else { return false };
+        self.signals.emit(Event::now(
+            EventKind::Operator,
+            &self.name,
+            format!("pinned:{}", old.tier),
+            "unpinned",
+            reason,
+        ));
+        self.signals.resteer();
+        true
+    }
+}
+
+/// What a reload changed, by name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Upstreams new in this config.
+    pub upstreams_added: Vec<String>,
+    /// Upstreams no longer configured.
+    pub upstreams_removed: Vec<String>,
+    /// Upstreams whose definition changed (they start with fresh health and pool).
+    pub upstreams_changed: Vec<String>,
+    /// Routes new in this config.
+    pub routes_added: Vec<String>,
+    /// Routes no longer configured.
+    pub routes_removed: Vec<String>,
+    /// Routes whose definition changed.
+    pub routes_changed: Vec<String>,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+}
+
+/// Hands out live objects by identity, so that reloads keep live state and pools.
+pub struct Registry {
+    dns: Dns,
+    signals: Signals,
+    upstreams: Mutex<HashMap<String, Arc<Upstream>>>,
+    routes: Mutex<HashMap<String, (RouteSpec, Arc<RouteState>)>>,
+}
+
+impl Registry {
+    /// An empty registry resolving names through `dns`, reporting events to `signals`.
+    pub fn new(dns: Dns, signals: Signals) -> Registry {
+        Registry {
+            dns,
+            signals,
+            upstreams: Mutex::new(HashMap::new()),
+            routes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The channel events go to.
+    pub fn signals(&self) -> &Signals {
+        &self.signals
+    }
+
+    /// Builds (or reuses) the upstream objects for `specs`, without committing: nothing the
+    /// running table uses changes until [`Registry::commit`].
+    pub fn prepare_upstreams(&self, specs: &[UpstreamSpec]) -> Result<Vec<Arc<Upstream>>, String> {
+        let live = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let u = match live.get(&spec.name) {
+                Some(u) if u.spec == *spec => Arc::clone(u),
+                old => {
+                    let u = Upstream::new(spec.clone(), self.dns.clone(), self.signals.clone())
+                        .map_err(|e| format!("upstream {:?}: {e}", spec.name))?;
+                    if let Some(old) = old {
+                        u.health.inherit_drain(&old.health);
+                    }
+                    Arc::new(u)
+                }
+            };
+            out.push(u);
+        }
+        Ok(out)
+    }
+
+    /// The route state for each of `specs`: the existing one when the route's tiers are the
+    /// same, else a fresh one (keeping a pin whose tier still exists).
+    pub fn prepare_routes(&self, specs: &[RouteSpec]) -> Vec<Arc<RouteState>> {
+        let live = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        specs
+            .iter()
+            .map(|spec| match live.get(&spec.name) {
+                Some((old, state)) if old.tiers == spec.tiers => Arc::clone(state),
+                old => {
+                    let state = RouteState::new(&spec.name, self.signals.clone());
+                    if let Some(pin) = old.and_then(|(_, s)| s.pin()) {
+                        if pin.tier < spec.tiers.len() {
+                            *state.pin.lock().unwrap_or_else(|p| p.into_inner()) = Some(pin);
+                        } else {
+                            tracing::warn!(route = %spec.name, tier = pin.tier, "pin dropped: the route no longer has that tier");
+                        }
+                    }
+                    Arc::new(state)
+                }
+            })
+            .collect()
+    }
+
+    /// Makes `upstreams` and `routes` the live objects (the table using them was swapped in),
+    /// and returns what changed by name.
+    pub fn commit(
+        &self,
+        upstreams: &[Arc<Upstream>],
+        routes: &[(RouteSpec, Arc<RouteState>)],
+    ) -> Changes {
+        let mut c = Changes::default();
+        let mut live = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = HashMap::with_capacity(upstreams.len());
+        for u in upstreams {
+            match live.remove(u.name()) {
+                None => c.upstreams_added.push(u.name().to_owned()),
+                Some(old) if !Arc::ptr_eq(&old, u) => c.upstreams_changed.push(u.name().to_owned()),
+                Some(_) => {}
+            }
+            next.insert(u.name().to_owned(), Arc::clone(u));
+        }
+        c.upstreams_removed = live.drain().map(|(k, _)| k).collect();
+        *live = next;
+        drop(live);
+
+        let mut live = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = HashMap::with_capacity(routes.len());
+        for (spec, state) in routes {
+            match live.remove(&spec.name) {
+                None => c.routes_added.push(spec.name.clone()),
+                Some((old, _)) if old != *spec => c.routes_changed.push(spec.name.clone()),
+                Some(_) => {}
+            }
+            next.insert(spec.name.clone(), (spec.clone(), Arc::clone(state)));
+        }
+        c.routes_removed = live.drain().map(|(k, _)| k).collect();
+        *live = next;
+        for v in [
+            &mut c.upstreams_added,
+            &mut c.upstreams_removed,
+            &mut c.upstreams_changed,
+            &mut c.routes_added,
+            &mut c.routes_removed,
+            &mut c.routes_changed,
+        ] {
+            v.sort();
+        }
+        c
+    }
+}
