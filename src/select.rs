@@ -98,8 +98,11 @@ fn walk<T>(
 pub struct Steer {
     /// The tier in use; None when no tier has a usable upstream.
     pub active: Option<usize>,
-    /// Per tier, since when it has been continuously usable.
-    pub usable_since: Vec<Option<Duration>>,
+    /// Per tier, whether it was usable at the last decision.
+    pub usable: Vec<bool>,
+    /// Per tier, when it last became usable again after being unusable; None for a tier that
+    /// is unusable, or usable since the route was first steered (it has not "recovered").
+    pub recovered_at: Vec<Option<Duration>>,
 }
 
 /// Decides a route's active tier at time `now` (any monotonic clock), given which tiers have a
@@ -107,9 +110,10 @@ pub struct Steer {
 /// the decision should be taken again (a held-back tier's delay ends), if ever.
 ///
 /// Rules: the first usable tier is active, except that a tier before the current active one
-/// must have been usable for `failback_delay` first (no flapping back); a pinned tier is active
-/// while it is usable, and ignored while it is not. With no active tier (at start, or after
-/// everything failed, or after an unpin) the first usable tier is taken at once.
+/// which *recovered* (became usable after being unusable) must have stayed usable for
+/// `failback_delay` first — no flapping back. A pinned tier is active while it is usable and
+/// ignored while it is not. With no active tier (at start, or after everything failed) the
+/// first usable tier is taken at once; so is a tier that never failed (after an unpin, say).
 pub fn steer(
     steer: &mut Steer,
     usable: &[bool],
@@ -117,13 +121,18 @@ pub fn steer(
     failback_delay: Duration,
     now: Duration,
 ) -> Option<Duration> {
-    steer.usable_since.resize(usable.len(), None);
-    for (since, &ok) in steer.usable_since.iter_mut().zip(usable) {
-        match (ok, *since) {
-            (true, None) => *since = Some(now),
-            (false, Some(_)) => *since = None,
-            _ => {}
+    if steer.usable.len() != usable.len() {
+        // First decision (or a different tier count): nothing has recovered yet.
+        steer.usable = usable.to_vec();
+        steer.recovered_at = vec![None; usable.len()];
+    }
+    for (t, &ok) in usable.iter().enumerate() {
+        if ok && !steer.usable[t] {
+            steer.recovered_at[t] = Some(now);
+        } else if !ok {
+            steer.recovered_at[t] = None;
         }
+        steer.usable[t] = ok;
     }
     if let Some(p) = pin.filter(|p| usable.get(*p).copied().unwrap_or(false)) {
         steer.active = Some(p);
@@ -132,14 +141,15 @@ pub fn steer(
     let current = steer.active;
     let ready = |t: usize| {
         current.is_none_or(|c| t >= c)
-            || steer.usable_since[t].is_some_and(|s| now.saturating_sub(s) >= failback_delay)
+            || steer.recovered_at[t].is_none_or(|r| now.saturating_sub(r) >= failback_delay)
     };
     steer.active = (0..usable.len()).find(|&t| usable[t] && ready(t));
     // Wake up when the earliest held-back tier (before the active one) becomes ready.
     let active = steer.active.unwrap_or(usable.len());
     (0..active)
-        .filter_map(|t| steer.usable_since[t])
-        .map(|s| s + failback_delay)
+        .filter(|&t| usable[t])
+        .filter_map(|t| steer.recovered_at[t])
+        .map(|r| r + failback_delay)
         .min()
 }
 
@@ -281,10 +291,19 @@ mod tests {
         steer(&mut s, &[true, false, true], Some(1), secs(10), secs(1));
         assert_eq!(
             s.active,
-            Some(2),
+            Some(0),
             "pinned tier unusable: selection as if unpinned"
         );
         steer(&mut s, &[true, true, true], Some(1), secs(10), secs(2));
         assert_eq!(s.active, Some(1));
+    }
+
+    #[test]
+    fn a_tier_that_never_failed_is_taken_back_at_once_after_an_unpin() {
+        let mut s = Steer::default();
+        steer(&mut s, &[true, true], Some(1), secs(10), secs(0));
+        assert_eq!(s.active, Some(1));
+        steer(&mut s, &[true, true], None, secs(10), secs(1));
+        assert_eq!(s.active, Some(0));
     }
 }

@@ -5,6 +5,7 @@
 //! the request path reads it with one atomic load. It also records every event: logged through
 //! tracing and kept in the [`EventLog`] for `/status`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,9 @@ pub struct Steering {
     signals: UnboundedReceiver<Signal>,
     log: EventLog,
     start: Instant,
+    /// Upstreams an operator undrained since the last decision: their tiers are not held back
+    /// by `failback_delay` (an undrain acts at once).
+    undrained: HashSet<String>,
 }
 
 impl Steering {
@@ -37,6 +41,7 @@ impl Steering {
             signals,
             log,
             start: Instant::now(),
+            undrained: HashSet::new(),
         }
     }
 
@@ -59,8 +64,11 @@ impl Steering {
         }
     }
 
-    fn record(&self, signal: Signal) {
+    fn record(&mut self, signal: Signal) {
         if let Signal::Event(e) = signal {
+            if e.kind == EventKind::Operator && e.to == "undrained" {
+                self.undrained.insert(e.subject.clone());
+            }
             self.publish(e);
         }
     }
@@ -77,15 +85,17 @@ impl Steering {
 
     /// Applies the policy to every route now; returns when to look again, if a tier is held
     /// back.
-    fn steer_all(&self) -> Option<Instant> {
+    fn steer_all(&mut self) -> Option<Instant> {
         let table = self.table.load_full();
         let now = self.start.elapsed();
-        table
+        let next = table
             .routes
             .iter()
             .filter_map(|r| self.steer_route(r, now))
             .min()
-            .map(|at| self.start + at)
+            .map(|at| self.start + at);
+        self.undrained.clear();
+        next
     }
 
     fn steer_route(&self, route: &Route, now: Duration) -> Option<Duration> {
@@ -97,7 +107,17 @@ impl Steering {
         let pin = route.state.pin().map(|p| p.tier);
         let delay = route.spec.failback_delay;
         let mut steer = route.state.steer.lock().unwrap_or_else(|p| p.into_inner());
-        let wake = select::steer(&mut steer, &usable, pin, delay, now);
+        let mut wake = select::steer(&mut steer, &usable, pin, delay, now);
+        let mut forgiven = false;
+        for (t, tier) in route.tiers.iter().enumerate() {
+            if usable[t] && tier.iter().any(|u| self.undrained.contains(u.name())) {
+                steer.recovered_at[t] = None;
+                forgiven = true;
+            }
+        }
+        if forgiven {
+            wake = select::steer(&mut steer, &usable, pin, delay, now);
+        }
         let (before, after) = (route.state.active(), steer.active);
         if before != after {
             route.state.set_active(after);

@@ -58,7 +58,7 @@ impl Drop for TempDir {
 /// admin API off, health checks and passive ejection quiet (so only live requests decide),
 /// plus whatever the test adds. `admin()` turns the admin API on (a free port) and
 /// `defaults(..)` replaces the quiet `[defaults]` with the test's own.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ProxyConfig {
     listen: String,
     limits: String,
@@ -266,6 +266,25 @@ impl Bascule {
         (r.status.as_u16(), v)
     }
 
+    /// The upstream `name`'s entry in `/status`, asked with a bearer token.
+    pub async fn upstream_status_with_token(&self, name: &str, token: &str) -> serde_json::Value {
+        let auth = format!("Bearer {token}");
+        let r = super::client::request(
+            self.admin,
+            http::Method::GET,
+            "admin",
+            "/status",
+            &[("authorization", auth.as_str())],
+            "",
+        )
+        .await;
+        let s: serde_json::Value = serde_json::from_slice(&r.body).expect("/status is JSON");
+        s["upstreams"]
+            .as_array()
+            .and_then(|a| a.iter().find(|u| u["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no upstream {name} in /status: {s}"))
+    }
+
     /// The upstream `name`'s entry in `/status`.
     pub async fn upstream_status(&self, name: &str) -> serde_json::Value {
         let s = self.status().await;
@@ -313,13 +332,28 @@ impl Bascule {
 
     /// Sends SIGTERM with `kill -TERM PID`.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGHUP (reload) with `kill -HUP PID`.
+    pub fn hup(&self) {
+        self.signal("HUP");
+    }
+
+    fn signal(&self, name: &str) {
         let ok = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.pid().to_string())
             .status()
             .expect("run kill")
             .success();
-        assert!(ok, "kill -TERM {} failed", self.pid());
+        assert!(ok, "kill -{name} {} failed", self.pid());
+    }
+
+    /// Rewrites the config file in place as `config` renders it for this process's ports.
+    pub fn rewrite(&self, config: &ProxyConfig) {
+        std::fs::write(self.config_path(), config.render(self.addr, self.admin))
+            .expect("rewrite config");
     }
 
     /// The exit status, once the process has exited.
