@@ -1,6 +1,6 @@
 //! Wiring and lifecycle: loads the config, compiles the first routing table, starts the
-//! health checkers, the steering task, the admin API and the listeners, runs until
-//! SIGTERM/SIGINT, and owns shutdown. SIGHUP and `POST /reload` reload the config file.
+//! health checkers, the steering task, the config watcher, the admin API and the listeners,
+//! runs until SIGTERM/SIGINT, and owns shutdown. SIGHUP reloads the config file.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -8,15 +8,16 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::admin::AdminApi;
-use crate::checker::Checkers;
 use crate::client::Dns;
 use crate::config::{self, Config};
-use crate::health::events::{Event, EventKind, EventLog, Signal, Signals};
+use crate::health::events::{EventLog, Signal, Signals};
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::routing::{Changes, Registry, RoutingTable};
+use crate::reload::{Outcome, Reloader, Trigger};
+use crate::routing::{Registry, RoutingTable};
 use crate::server::{self, Server};
 use crate::steering::Steering;
 
@@ -31,18 +32,16 @@ pub enum RunError {
     Startup(String),
 }
 
-/// Shared state of a running proxy: the serving table and the live objects behind it.
+/// Shared state of a running proxy: the serving table, the reloader that replaces it, and
+/// the event log and metrics the admin API shows.
 pub struct App {
     path: PathBuf,
     table: Arc<ArcSwap<RoutingTable>>,
-    registry: Registry,
-    checkers: Checkers,
+    reloader: Arc<Reloader>,
     events: EventLog,
-    last_error: Arc<Mutex<Option<String>>>,
+    metrics: Arc<Metrics>,
     /// Taken by `serve` to start the steering task.
     signal_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Signal>>>,
-    /// Serializes reloads (SIGHUP and `POST /reload` may race).
-    reloading: Mutex<()>,
 }
 
 impl App {
@@ -53,77 +52,27 @@ impl App {
         let table =
             RoutingTable::compile(Arc::new(config), 1, &registry).map_err(RunError::Startup)?;
         table.commit(&registry);
+        let table = Arc::new(ArcSwap::from_pointee(table));
+        let metrics = Arc::new(Metrics::new());
+        let reloader = Arc::new(Reloader::new(
+            path,
+            table.clone(),
+            registry,
+            metrics.clone(),
+        ));
         Ok(Arc::new(App {
             path: path.to_path_buf(),
-            table: Arc::new(ArcSwap::from_pointee(table)),
-            registry,
-            checkers: Checkers::default(),
+            table,
+            reloader,
             events: EventLog::default(),
-            last_error: Arc::default(),
+            metrics,
             signal_rx: Mutex::new(Some(signal_rx)),
-            reloading: Mutex::new(()),
         }))
     }
 
     /// The live routing table handle.
     pub fn table(&self) -> Arc<ArcSwap<RoutingTable>> {
         self.table.clone()
-    }
-
-    /// Re-reads the config file and swaps in the new table; an invalid file changes nothing
-    /// and is kept as `last_error`. `why` names the trigger in the event.
-    pub fn reload(&self, why: &str) -> Result<u64, String> {
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.table.load_full();
-        let result = config::load(&self.path)
-            .map_err(|e| e.to_string())
-            .and_then(|config| {
-                if config.listen != current.config.listen
-                    || config.admin != current.config.admin
-                    || config.limits != current.config.limits
-                {
-                    warn!("listener, admin or limits settings changed: they take effect after a restart");
-                }
-                RoutingTable::compile(Arc::new(config), current.generation + 1, &self.registry)
-            });
-        let signals = self.registry.signals();
-        let subject = self.path.display().to_string();
-        match result {
-            Ok(table) => {
-                let generation = table.generation;
-                let table = Arc::new(table);
-                self.table.store(Arc::clone(&table));
-                let changes = table.commit(&self.registry);
-                self.checkers.sync(&table);
-                signals.resteer();
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                info!(generation, changes = %summary(&changes), "config reloaded ({why})");
-                signals.emit(Event::now(
-                    EventKind::Reload,
-                    subject,
-                    current.generation.to_string(),
-                    generation.to_string(),
-                    format!("{why}: {}", summary(&changes)),
-                ));
-                Ok(generation)
-            }
-            Err(e) => {
-                error!(
-                    "reload ({why}) failed, keeping generation {}:\n{e}",
-                    current.generation
-                );
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-                let g = current.generation.to_string();
-                signals.emit(Event::now(
-                    EventKind::Reload,
-                    subject,
-                    g.clone(),
-                    g,
-                    format!("{why}: failed: {}", e.lines().next().unwrap_or("")),
-                ));
-                Err(e)
-            }
-        }
     }
 
     /// Binds every listener, serves until SIGTERM/SIGINT, then drains within the grace period.
@@ -137,12 +86,16 @@ impl App {
             let l = server::bind(addr)
                 .map_err(|e| RunError::Startup(format!("cannot listen on {addr} (admin): {e}")))?;
             info!(%addr, "admin API listening");
-            let app = Arc::clone(&self);
+            let reloader = self.reloader.clone();
             let api = AdminApi {
                 table: self.table(),
                 events: self.events.clone(),
-                last_error: self.last_error.clone(),
-                reload: Arc::new(move || app.reload("POST /reload")),
+                metrics: self.metrics.clone(),
+                last_error: self.reloader.last_error(),
+                reload: Arc::new(move || match reloader.reload(Trigger::Admin)? {
+                    Outcome::Applied(g) => Ok(g),
+                    Outcome::Unchanged => Err("unreachable: an admin reload always applies".into()),
+                }),
                 token: config.admin.token.clone(),
             };
             loops.push(tokio::spawn(api.serve(l, shutdown_rx.clone())));
@@ -165,7 +118,10 @@ impl App {
             .ok_or_else(|| RunError::Startup("serve called twice".into()))?;
         let steering =
             tokio::spawn(Steering::new(self.table(), signal_rx, self.events.clone()).run());
-        self.checkers.sync(&self.table.load());
+        self.reloader.checkers().sync(&self.table.load());
+        loops.push(tokio::spawn(
+            self.reloader.clone().watch(shutdown_rx.clone()),
+        ));
 
         let server = Arc::new(Server::new(Proxy::new(self.table()), config.limits.clone()));
         for l in listeners {
@@ -185,8 +141,9 @@ impl App {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => {
-                    // Errors are logged and kept as last_error by reload itself.
-                    let _logged = self.reload("SIGHUP");
+                    let reloader = self.reloader.clone();
+                    // Errors are logged and kept as last_error by the reload itself.
+                    let _logged = tokio::task::spawn_blocking(move || reloader.reload(Trigger::Signal)).await;
                 }
             }
         }
@@ -195,7 +152,7 @@ impl App {
         for l in loops {
             let _finished = l.await;
         }
-        self.checkers.stop();
+        self.reloader.checkers().stop();
         steering.abort();
         if server.drain(config.limits.shutdown_grace).await {
             info!("all connections closed");
@@ -203,38 +160,5 @@ impl App {
             warn!("shutdown grace period over; closing remaining connections");
         }
         Ok(())
-    }
-}
-
-/// "upstreams +a -b ~c, routes +r" (or "no changes").
-fn summary(c: &Changes) -> String {
-    let part = |what: &str, added: &[String], removed: &[String], changed: &[String]| {
-        let mut items: Vec<String> = Vec::new();
-        items.extend(added.iter().map(|n| format!("+{n}")));
-        items.extend(removed.iter().map(|n| format!("-{n}")));
-        items.extend(changed.iter().map(|n| format!("~{n}")));
-        (!items.is_empty()).then(|| format!("{what} {}", items.join(" ")))
-    };
-    let parts: Vec<String> = [
-        part(
-            "upstreams",
-            &c.upstreams_added,
-            &c.upstreams_removed,
-            &c.upstreams_changed,
-        ),
-        part(
-            "routes",
-            &c.routes_added,
-            &c.routes_removed,
-            &c.routes_changed,
-        ),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if parts.is_empty() {
-        "no changes".to_owned()
-    } else {
-        parts.join(", ")
     }
 }

@@ -129,7 +129,7 @@ impl Server {
 }
 
 /// Resolves once shutdown has begun (or the sender is gone).
-async fn stopping(rx: &mut watch::Receiver<bool>) {
+pub async fn stopping(rx: &mut watch::Receiver<bool>) {
     if rx.wait_for(|s| *s).await.is_err() {
         // The sender is gone: the process is going down anyway.
     }

@@ -23,13 +23,14 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::health::events::EventLog;
+use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use status::Status;
 
 /// Largest admin request body read.
 const BODY_LIMIT: usize = 64 << 10;
 
-/// Reloads the config now: the new generation, or why the file was refused.
+/// Reloads the config now (blocking): the new generation, or why the file was refused.
 pub type ReloadFn = Arc<dyn Fn() -> Result<u64, String> + Send + Sync>;
 
 /// Everything the admin API reads and acts on.
@@ -39,9 +40,11 @@ pub struct AdminApi {
     pub table: Arc<ArcSwap<RoutingTable>>,
     /// Recent events.
     pub events: EventLog,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     /// The last failed reload's message, until the next good one.
     pub last_error: Arc<Mutex<Option<String>>>,
-    /// Reloads the config file.
+    /// Reloads the config file (blocking; run on the blocking pool).
     pub reload: ReloadFn,
     /// Bearer token every request but the dashboard page must carry, when set.
     pub token: Option<String>,
@@ -63,7 +66,7 @@ impl AdminApi {
                         continue;
                     }
                 },
-                _ = stopping(&mut shutdown) => return,
+                _ = crate::server::stopping(&mut shutdown) => return,
             };
             let api = Arc::clone(&api);
             tokio::spawn(async move {
@@ -97,7 +100,8 @@ impl AdminApi {
         let segments: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
         let answer = match (&parts.method, segments.as_slice()) {
             (&Method::GET, ["status"]) => self.status(),
-            (&Method::POST, ["reload"]) => self.reload(),
+            (&Method::GET, ["metrics"]) => self.metrics(),
+            (&Method::POST, ["reload"]) => self.reload().await,
             (&Method::POST, ["upstreams", name, action @ ("drain" | "undrain")]) => {
                 match read_json::<Reason>(body).await {
                     Ok(r) => self.drain(name, action == &"drain", &r.reason_or(peer)),
@@ -112,7 +116,7 @@ impl AdminApi {
                 Ok(r) => self.unpin(name, &r.reason_or(peer)),
                 Err(e) => e,
             },
-            (_, ["status"] | ["reload"])
+            (_, ["status"] | ["reload"] | ["metrics"])
             | (_, ["upstreams", _, "drain" | "undrain"])
             | (_, ["routes", _, "pin" | "unpin"]) => json_answer(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -147,10 +151,24 @@ impl AdminApi {
         json_answer(StatusCode::OK, &status)
     }
 
-    fn reload(&self) -> Answer {
-        match (self.reload)() {
-            Ok(generation) => json_answer(StatusCode::OK, &json!({ "generation": generation })),
-            Err(e) => json_answer(StatusCode::UNPROCESSABLE_ENTITY, &json!({ "error": e })),
+    fn metrics(&self) -> Answer {
+        let mut r = Response::new(Full::new(Bytes::from(self.metrics.encode())));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        r
+    }
+
+    async fn reload(&self) -> Answer {
+        let reload = self.reload.clone();
+        match tokio::task::spawn_blocking(move || reload()).await {
+            Ok(Ok(generation)) => json_answer(StatusCode::OK, &json!({ "generation": generation })),
+            Ok(Err(e)) => json_answer(StatusCode::UNPROCESSABLE_ENTITY, &json!({ "error": e })),
+            Err(e) => json_answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({ "error": format!("reload task failed: {e}") }),
+            ),
         }
     }
 
@@ -201,11 +219,6 @@ impl AdminApi {
             &json!({"route": name, "pinned": null, "was_pinned": was}),
         )
     }
-}
-
-/// Resolves once shutdown has begun (or the sender is gone).
-async fn stopping(rx: &mut watch::Receiver<bool>) {
-    let _stopped_or_gone = rx.wait_for(|s| *s).await.is_ok();
 }
 
 /// `{"reason": "..."}`, optional as a whole.

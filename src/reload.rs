@@ -1,0 +1,336 @@
+//! Reloads: triggers (file events, a content-hash poll, SIGHUP, `POST /reload`) → load →
+//! validate → compile → swap. The whole file is parsed, validated and compiled before anything
+//! changes; an invalid file changes nothing, is logged with its `FILE:LINE:COL` errors, counted
+//! and kept as `last_error` until the next good reload. In-flight requests finish on the
+//! snapshot they started with.
+//!
+//! File watching (DESIGN §4 "Hot reload"): the config file's directory is watched, so that an
+//! editor's rename-over-write and a Kubernetes ConfigMap's `..data` symlink swap are seen, and
+//! the file itself, so that in-place writes through a single-file bind mount are seen (that
+//! watch is re-armed after every event, since a rename leaves it on the old inode). Bursts are
+//! debounced; a slow poll of the content's hash covers filesystems without events. A file
+//! event whose content equals the applied config is a no-op; SIGHUP and `POST /reload` always
+//! apply.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher as _};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::checker::Checkers;
+use crate::config::{self, hash_bytes, Config};
+use crate::health::events::{Event, EventKind};
+use crate::metrics::Metrics;
+use crate::routing::{Changes, Registry, RoutingTable};
+
+/// Quiet time after a file event before reloading (editors write in bursts).
+const DEBOUNCE: Duration = Duration::from_millis(25);
+/// A burst of events delays a reload at most this long.
+const DEBOUNCE_MAX: Duration = Duration::from_millis(250);
+/// The content-hash poll, for filesystems that send no events.
+const POLL: Duration = Duration::from_secs(2);
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// SIGHUP: always applies.
+    Signal,
+    /// `POST /reload`: always applies.
+    Admin,
+    /// A file event or the poll: applies only when the content changed.
+    File,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Signal => "SIGHUP",
+            Trigger::Admin => "POST /reload",
+            Trigger::File => "file change",
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new table serves, with this generation.
+    Applied(u64),
+    /// A file event left the content as applied: nothing to do.
+    Unchanged,
+}
+
+/// Owns the serving table's replacement: everything a reload touches.
+pub struct Reloader {
+    path: PathBuf,
+    table: Arc<ArcSwap<RoutingTable>>,
+    registry: Registry,
+    checkers: Checkers,
+    metrics: Arc<Metrics>,
+    last_error: Arc<Mutex<Option<String>>>,
+    /// Serializes reloads (SIGHUP, the admin API and file events may race).
+    reloading: Mutex<()>,
+}
+
+impl Reloader {
+    /// A reloader of the config at `path` into `table`, with live objects from `registry`.
+    pub fn new(
+        path: &Path,
+        table: Arc<ArcSwap<RoutingTable>>,
+        registry: Registry,
+        metrics: Arc<Metrics>,
+    ) -> Reloader {
+        Reloader {
+            path: path.to_path_buf(),
+            table,
+            registry,
+            checkers: Checkers::default(),
+            metrics,
+            last_error: Arc::default(),
+            reloading: Mutex::new(()),
+        }
+    }
+
+    /// The health checkers of the serving table's upstreams.
+    pub fn checkers(&self) -> &Checkers {
+        &self.checkers
+    }
+
+    /// The last failed reload's message, until the next good one (shared with the admin API).
+    pub fn last_error(&self) -> Arc<Mutex<Option<String>>> {
+        self.last_error.clone()
+    }
+
+    /// Reloads now (blocking: reads and compiles files). An invalid file changes nothing.
+    pub fn reload(&self, trigger: Trigger) -> Result<Outcome, String> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.table.load_full();
+        if trigger == Trigger::File && !self.content_changed(&current.config) {
+            debug!("config file event with unchanged content: nothing to do");
+            return Ok(Outcome::Unchanged);
+        }
+        let result = config::load(&self.path)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                let restart = needs_restart(&current.config, &config);
+                let generation = current.generation + 1;
+                RoutingTable::compile(Arc::new(config), generation, &self.registry)
+                    .map(|t| (t, restart))
+            });
+        let signals = self.registry.signals();
+        let subject = self.path.display().to_string();
+        let why = trigger.as_str();
+        match result {
+            Ok((table, restart)) => {
+                let generation = table.generation;
+                let table = Arc::new(table);
+                self.table.store(Arc::clone(&table));
+                let changes = table.commit(&self.registry);
+                self.checkers.sync(&table);
+                signals.resteer();
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.metrics.reloaded(true, generation);
+                let mut summary = summary(&changes);
+                if let Some(r) = restart {
+                    warn!("{r} changed: it takes effect after a restart");
+                    summary.push_str(&format!("; {r} changed, needs a restart"));
+                }
+                info!(generation, changes = %summary, "config reloaded ({why})");
+                signals.emit(Event::now(
+                    EventKind::Reload,
+                    subject,
+                    current.generation.to_string(),
+                    generation.to_string(),
+                    format!("{why}: {summary}"),
+                ));
+                Ok(Outcome::Applied(generation))
+            }
+            Err(e) => {
+                error!(
+                    "reload ({why}) failed, keeping generation {}:\n{e}",
+                    current.generation
+                );
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                self.metrics.reloaded(false, current.generation);
+                let g = current.generation.to_string();
+                signals.emit(Event::now(
+                    EventKind::Reload,
+                    subject,
+                    g.clone(),
+                    g,
+                    format!("{why}: failed: {}", e.lines().next().unwrap_or("")),
+                ));
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the file's bytes differ from what the serving config was loaded from (an
+    /// unreadable file counts as changed, so that the error is reported).
+    fn content_changed(&self, applied: &Config) -> bool {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => hash_bytes(&bytes) != applied.content_hash,
+            Err(_) => true,
+        }
+    }
+
+    /// Watches the config file until `shutdown`, reloading on changes. Runs on a runtime;
+    /// reloads themselves run on the blocking pool.
+    pub async fn watch(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let mut watcher = match FileWatcher::new(&self.path, tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, path = %self.path.display(), "cannot watch the config file; polling its content every {}", humantime::format_duration(POLL));
+                None
+            }
+        };
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = rx.recv() => {
+                    if event.is_none() {
+                        return;
+                    }
+                    debounce(&mut rx).await;
+                }
+                _ = poll.tick() => {}
+                _ = crate::server::stopping(&mut shutdown) => return,
+            }
+            let me = Arc::clone(&self);
+            let outcome = tokio::task::spawn_blocking(move || me.reload(Trigger::File)).await;
+            if let Err(e) = outcome {
+                error!(error = %e, "reload task failed");
+            }
+            if let Some(w) = watcher.as_mut() {
+                w.rearm();
+            }
+        }
+    }
+}
+
+/// Waits until events stop for `DEBOUNCE` (at most `DEBOUNCE_MAX` in all), draining them.
+async fn debounce(rx: &mut mpsc::UnboundedReceiver<()>) {
+    let until = Instant::now() + DEBOUNCE_MAX;
+    loop {
+        let quiet = tokio::time::sleep(DEBOUNCE);
+        tokio::select! {
+            more = rx.recv() => if more.is_none() { return },
+            _ = quiet => return,
+        }
+        if Instant::now() >= until {
+            return;
+        }
+    }
+}
+
+/// An inotify (or platform) watch on the config's directory and on the file itself.
+struct FileWatcher {
+    inner: notify::RecommendedWatcher,
+    file: PathBuf,
+}
+
+impl FileWatcher {
+    fn new(path: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<FileWatcher> {
+        let mut inner =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Every event in the directory is a hint; the content hash decides.
+                if event.is_ok_and(|e| !e.kind.is_access()) {
+                    let _receiver_gone_at_shutdown = tx.send(());
+                }
+            })?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        inner.watch(&dir, RecursiveMode::NonRecursive)?;
+        let mut w = FileWatcher {
+            inner,
+            file: path.to_path_buf(),
+        };
+        w.rearm();
+        Ok(w)
+    }
+
+    /// (Re-)watches the file itself: after a rename-over, the old watch is on a dead inode.
+    fn rearm(&mut self) {
+        let _not_watched = self.inner.unwatch(&self.file);
+        if let Err(e) = self.inner.watch(&self.file, RecursiveMode::NonRecursive) {
+            debug!(error = %e, "cannot watch the config file itself (the directory still is)");
+        }
+    }
+}
+
+/// Which restart-only settings differ, if any.
+fn needs_restart(old: &Config, new: &Config) -> Option<String> {
+    let mut what = Vec::new();
+    if old.listen.http != new.listen.http || old.listen.https != new.listen.https {
+        what.push("listen addresses");
+    }
+    if old.admin != new.admin {
+        what.push("[admin]");
+    }
+    if old.limits != new.limits {
+        what.push("[limits]");
+    }
+    if old.log != new.log {
+        what.push("[log]");
+    }
+    (!what.is_empty()).then(|| what.join(", "))
+}
+
+/// "upstreams +a -b ~c, routes +r" (or "no changes").
+pub fn summary(c: &Changes) -> String {
+    let part = |what: &str, added: &[String], removed: &[String], changed: &[String]| {
+        let mut items: Vec<String> = Vec::new();
+        items.extend(added.iter().map(|n| format!("+{n}")));
+        items.extend(removed.iter().map(|n| format!("-{n}")));
+        items.extend(changed.iter().map(|n| format!("~{n}")));
+        (!items.is_empty()).then(|| format!("{what} {}", items.join(" ")))
+    };
+    let parts: Vec<String> = [
+        part(
+            "upstreams",
+            &c.upstreams_added,
+            &c.upstreams_removed,
+            &c.upstreams_changed,
+        ),
+        part(
+            "routes",
+            &c.routes_added,
+            &c.routes_removed,
+            &c.routes_changed,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        "no changes".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_what_changed() {
+        let c = Changes {
+            upstreams_added: vec!["b".into()],
+            upstreams_removed: vec!["a".into()],
+            upstreams_changed: vec!["c".into()],
+            routes_added: vec!["r".into()],
+            ..Changes::default()
+        };
+        assert_eq!(summary(&c), "upstreams +b -a ~c, routes +r");
+        assert_eq!(summary(&Changes::default()), "no changes");
+    }
+}
