@@ -66,6 +66,7 @@ pub struct ProxyConfig {
     admin: bool,
     admin_lines: String,
     defaults: Option<String>,
+    configmap: bool,
 }
 
 impl ProxyConfig {
@@ -85,6 +86,12 @@ impl ProxyConfig {
     pub fn limits(mut self, lines: &str) -> ProxyConfig {
         self.limits.push_str(lines);
         self.limits.push('\n');
+        self
+    }
+
+    /// Lays the config file out as a Kubernetes ConfigMap volume (see `files`).
+    pub fn configmap(mut self) -> ProxyConfig {
+        self.configmap = true;
         self
     }
 
@@ -191,7 +198,12 @@ impl Bascule {
         for round in 0..3 {
             let (addr, admin) = (free_port(), free_port());
             let dir = TempDir::new();
-            let path = dir.write("bascule.toml", &config.render(addr, admin));
+            let text = config.render(addr, admin);
+            let path = if config.configmap {
+                super::files::configmap_layout(dir.path(), &text)
+            } else {
+                dir.write("bascule.toml", &text)
+            };
             let child = Command::new(BIN)
                 .arg("run")
                 .arg("-c")
@@ -244,87 +256,6 @@ impl Bascule {
         self.dir.path().join("bascule.toml")
     }
 
-    /// `GET /status` from the admin API, parsed.
-    pub async fn status(&self) -> serde_json::Value {
-        let r = super::client::get(self.admin, "admin", "/status").await;
-        assert_eq!(r.status, 200, "GET /status: {}", r.text());
-        serde_json::from_slice(&r.body).expect("/status is JSON")
-    }
-
-    /// `POST path` with a JSON `body` to the admin API: the status and the parsed answer.
-    pub async fn admin_post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let r = super::client::request(
-            self.admin,
-            http::Method::POST,
-            "admin",
-            path,
-            &[("content-type", "application/json")],
-            body.to_owned(),
-        )
-        .await;
-        let v = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
-        (r.status.as_u16(), v)
-    }
-
-    /// The upstream `name`'s entry in `/status`, asked with a bearer token.
-    pub async fn upstream_status_with_token(&self, name: &str, token: &str) -> serde_json::Value {
-        let auth = format!("Bearer {token}");
-        let r = super::client::request(
-            self.admin,
-            http::Method::GET,
-            "admin",
-            "/status",
-            &[("authorization", auth.as_str())],
-            "",
-        )
-        .await;
-        let s: serde_json::Value = serde_json::from_slice(&r.body).expect("/status is JSON");
-        s["upstreams"]
-            .as_array()
-            .and_then(|a| a.iter().find(|u| u["name"] == name).cloned())
-            .unwrap_or_else(|| panic!("no upstream {name} in /status: {s}"))
-    }
-
-    /// The upstream `name`'s entry in `/status`.
-    pub async fn upstream_status(&self, name: &str) -> serde_json::Value {
-        let s = self.status().await;
-        s["upstreams"]
-            .as_array()
-            .and_then(|a| a.iter().find(|u| u["name"] == name).cloned())
-            .unwrap_or_else(|| panic!("no upstream {name} in /status: {s}"))
-    }
-
-    /// The route `name`'s entry in `/status`.
-    pub async fn route_status(&self, name: &str) -> serde_json::Value {
-        let s = self.status().await;
-        s["routes"]
-            .as_array()
-            .and_then(|a| a.iter().find(|r| r["name"] == name).cloned())
-            .unwrap_or_else(|| panic!("no route {name} in /status: {s}"))
-    }
-
-    /// Polls `/status` every 20 ms until `pred` holds, at most `limit`; returns how long it
-    /// took, or panics with the last status.
-    pub async fn wait_status(
-        &self,
-        limit: Duration,
-        what: &str,
-        pred: impl Fn(&serde_json::Value) -> bool,
-    ) -> Duration {
-        let start = Instant::now();
-        loop {
-            let s = self.status().await;
-            if pred(&s) {
-                return start.elapsed();
-            }
-            assert!(
-                start.elapsed() < limit,
-                "{what}: not within {limit:?}; last /status: {s:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -352,8 +283,22 @@ impl Bascule {
 
     /// Rewrites the config file in place as `config` renders it for this process's ports.
     pub fn rewrite(&self, config: &ProxyConfig) {
-        std::fs::write(self.config_path(), config.render(self.addr, self.admin))
-            .expect("rewrite config");
+        super::files::write_in_place(&self.config_path(), &self.text_of(config));
+    }
+
+    /// Replaces the config file by rename-over-write.
+    pub fn replace(&self, config: &ProxyConfig) {
+        super::files::replace(&self.config_path(), &self.text_of(config));
+    }
+
+    /// Swaps a ConfigMap-layout config as the kubelet does.
+    pub fn configmap_swap(&self, config: &ProxyConfig) {
+        super::files::configmap_swap(self.dir.path(), &self.text_of(config));
+    }
+
+    /// The text `config` renders for this process's ports.
+    pub fn text_of(&self, config: &ProxyConfig) -> String {
+        config.render(self.addr, self.admin)
     }
 
     /// The exit status, once the process has exited.

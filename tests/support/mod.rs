@@ -5,8 +5,10 @@
 // Each test binary uses a different part of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod bascule;
 pub mod client;
+pub mod files;
 pub mod switch;
 pub mod upstream;
 
