@@ -72,8 +72,10 @@ pub struct Reloader {
     checkers: Checkers,
     metrics: Arc<Metrics>,
     last_error: Arc<Mutex<Option<String>>>,
-    /// Serializes reloads (SIGHUP, the admin API and file events may race).
-    reloading: Mutex<()>,
+    /// Serializes reloads (SIGHUP, the admin API and file events may race), and holds the
+    /// hash of the content the last failed reload read: file events and the poll do not retry
+    /// the same broken content (the error was reported once).
+    reloading: Mutex<Option<u64>>,
 }
 
 impl Reloader {
@@ -91,7 +93,7 @@ impl Reloader {
             checkers: Checkers::default(),
             metrics,
             last_error: Arc::default(),
-            reloading: Mutex::new(()),
+            reloading: Mutex::new(None),
         }
     }
 
@@ -107,9 +109,12 @@ impl Reloader {
 
     /// Reloads now (blocking: reads and compiles files). An invalid file changes nothing.
     pub fn reload(&self, trigger: Trigger) -> Result<Outcome, String> {
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed_hash = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.table.load_full();
-        if trigger == Trigger::File && !self.content_changed(&current.config) {
+        let on_disk = self.content_hash();
+        if trigger == Trigger::File
+            && (on_disk == current.config.content_hash || Some(on_disk) == *failed_hash)
+        {
             debug!("config file event with unchanged content: nothing to do");
             return Ok(Outcome::Unchanged);
         }
@@ -133,6 +138,7 @@ impl Reloader {
                 self.checkers.sync(&table);
                 signals.resteer();
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *failed_hash = None;
                 self.metrics.reloaded(true, generation);
                 let mut summary = summary(&changes);
                 if let Some(r) = restart {
@@ -155,6 +161,7 @@ impl Reloader {
                     current.generation
                 );
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                *failed_hash = Some(on_disk);
                 self.metrics.reloaded(false, current.generation);
                 let g = current.generation.to_string();
                 signals.emit(Event::now(
@@ -169,13 +176,10 @@ impl Reloader {
         }
     }
 
-    /// Whether the file's bytes differ from what the serving config was loaded from (an
-    /// unreadable file counts as changed, so that the error is reported).
-    fn content_changed(&self, applied: &Config) -> bool {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => hash_bytes(&bytes) != applied.content_hash,
-            Err(_) => true,
-        }
+    /// The hash of the file's bytes now; 0 when it cannot be read (a reload then reports why,
+    /// once).
+    fn content_hash(&self) -> u64 {
+        std::fs::read(&self.path).map_or(0, |b| hash_bytes(&b))
     }
 
     /// Watches the config file until `shutdown`, reloading on changes. Runs on a runtime;
