@@ -183,8 +183,13 @@ impl Health {
 
     /// Records a live attempt that failed (`what`, for the event); ejects the upstream when
     /// this failure completes a run of `passive.consecutive_failures`. The ejection ends by
-    /// itself on a timer task.
+    /// itself on a timer task. An upstream already out of use for another reason is not
+    /// ejected: late failures of requests sent before it was marked down (a hanging upstream's
+    /// response timeouts) would otherwise keep it out long after it recovered.
     pub fn attempt_failed(self: &Arc<Self>, what: &str) {
+        if !self.is_available() {
+            return;
+        }
         let Some(duration) = self.passive.on_failure(now_ms()) else {
             return;
         };
@@ -376,6 +381,18 @@ mod tests {
                 ("ejected".into(), "healthy".into()),
             ]
         );
+    }
+
+    #[test]
+    fn an_upstream_already_out_of_use_is_not_ejected() {
+        let (h, _rx) = health();
+        h.set(Flag::ActiveFailed, "probes");
+        for _ in 0..10 {
+            h.attempt_failed("timeout");
+        }
+        assert_eq!(h.state(), State::Unhealthy);
+        h.clear(Flag::ActiveFailed, "probes");
+        assert!(h.is_available(), "back at once, no ejection pending");
     }
 
     #[test]
