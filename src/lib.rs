@@ -4,22 +4,30 @@
 //! Architecture (arrows point one way; nothing depends on `app`):
 //!
 //! ```text
-//! main ──► app ──► server ──► proxy ──► select (pure plan) ──► routing ──► client
-//!           │                   │                                 │
-//!           └──► config ◄───────┴──── headers (pure)              └──► health (atomics)
+//! main ──► app ──┬─► server ──► proxy ──► select::plan ──► routing ──► client
+//!                ├─► reload ──► config, routing::Registry, checker
+//!                ├─► steering ──► select::steer, routing::RouteState
+//!                ├─► checker ──► client (probes), health
+//!                └─► admin ──► routing, health::events, metrics
 //! ```
 //!
 //! - [`config`]: the file format, value parsers and validation into a typed `Config`, with
 //!   `FILE:LINE:COL` errors.
 //! - [`routing`]: the immutable `RoutingTable` snapshot (held in an `ArcSwap`, loaded once per
-//!   request), the host/path matcher, and long-lived `Upstream` objects handed out by a registry
-//!   so that live state survives reloads.
-//! - [`health`]: live upstream state as reason flags and counters (atomics).
-//! - [`select`]: the failover policy, a pure function from a route and health to an attempt plan.
+//!   request), the host/path matcher, and the `Registry` of live objects (upstreams with their
+//!   pools and health, route states with their active tier and pin) that outlive reloads.
+//! - [`health`]: live upstream state as reason flags (atomics), the rise/fall counter, passive
+//!   ejection, and events.
+//! - [`select`]: the failover policy as pure functions: `steer` (a route's active tier, with
+//!   failback delay and pins) and `plan` (the upstreams to try for one request).
+//! - [`steering`]: the task that applies `steer` on every health change and failback timer.
+//! - [`checker`]: active probes, one task per live upstream.
 //! - [`proxy`]: the request path — route, rewrite headers, walk the plan, replay safety.
 //! - [`client`]: pooled upstream connections: DNS cache, connect deadline, TLS.
 //! - [`server`]: listeners, connection limits and timeouts, graceful shutdown.
-//! - [`app`]: wiring and process lifecycle (signals, reload, shutdown).
+//! - [`reload`]: reload triggers (file watch, poll, SIGHUP, admin) and the validate-then-swap.
+//! - [`admin`], [`metrics`]: the admin API (`/status`, `/metrics`, `/reload`, overrides).
+//! - [`app`]: wiring and process lifecycle.
 
 pub mod admin;
 pub mod app;
