@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::admin::AdminApi;
@@ -18,7 +19,8 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::reload::{Outcome, Reloader, Trigger};
 use crate::routing::{Registry, RoutingTable};
-use crate::server::{self, Server};
+use crate::server::{self, Server, TableCerts};
+use crate::tls;
 use crate::steering::Steering;
 
 /// Why the process could not run.
@@ -100,15 +102,23 @@ impl App {
             };
             loops.push(tokio::spawn(api.serve(l, shutdown_rx.clone())));
         }
+        let tls = if config.listen.https.is_empty() {
+            None
+        } else {
+            let certs = Arc::new(TableCerts(self.table()));
+            Some(TlsAcceptor::from(
+                tls::server_config(certs).map_err(RunError::Startup)?,
+            ))
+        };
         let mut listeners = Vec::new();
-        for addr in config.listen.http.iter().chain(config.listen.https.iter()) {
+        let plain = config.listen.http.iter().map(|a| (a, None));
+        let secure = config.listen.https.iter().map(|a| (a, tls.clone()));
+        for (addr, tls) in plain.chain(secure) {
             let l = server::bind(*addr)
                 .map_err(|e| RunError::Startup(format!("cannot listen on {addr}: {e}")))?;
-            info!(%addr, "listening");
-            listeners.push(l);
-        }
-        if !config.listen.https.is_empty() {
-            warn!("listen.https is not served yet by this build: TLS listeners accept plain HTTP");
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            info!(%addr, scheme, "listening");
+            listeners.push((l, tls));
         }
         let signal_rx = self
             .signal_rx
@@ -124,9 +134,9 @@ impl App {
         ));
 
         let server = Arc::new(Server::new(Proxy::new(self.table()), config.limits.clone()));
-        for l in listeners {
+        for (l, tls) in listeners {
             let (s, rx) = (server.clone(), shutdown_rx.clone());
-            loops.push(tokio::spawn(async move { s.accept_loop(l, rx).await }));
+            loops.push(tokio::spawn(async move { s.accept_loop(l, tls, rx).await }));
         }
         info!(path = %self.path.display(), routes = config.routes.len(), upstreams = config.upstreams.len(), "bascule started");
 

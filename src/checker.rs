@@ -80,7 +80,7 @@ async fn exchange(upstream: &Upstream) -> Result<u16, String> {
         .client
         .request(req)
         .await
-        .map_err(|e| error_chain(&e))?;
+        .map_err(|e| crate::client::error_chain(&e))?;
     let status = resp.status().as_u16();
     let mut body = resp.into_body();
     let mut read = 0usize;
@@ -91,18 +91,6 @@ async fn exchange(upstream: &Upstream) -> Result<u16, String> {
         }
     }
     Ok(status)
-}
-
-/// An error and its causes, `a: b: c` (hyper-util's top-level messages say little alone).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Probes `upstream` until the task is aborted: at once, then every jittered interval.

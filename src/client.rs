@@ -292,3 +292,16 @@ pub fn build(spec: &UpstreamSpec, dns: Dns) -> Result<UpstreamClient, String> {
         .set_host(false)
         .build(connector))
 }
+
+/// An error and its causes, `a: b: c` (hyper-util's top-level messages say little alone; the
+/// cause of a certificate failure is in the chain).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

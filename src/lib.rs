@@ -42,3 +42,4 @@ pub mod routing;
 pub mod select;
 pub mod server;
 pub mod steering;
+pub mod tls;

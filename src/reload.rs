@@ -4,14 +4,16 @@
 //! and kept as `last_error` until the next good reload. In-flight requests finish on the
 //! snapshot they started with.
 //!
-//! File watching (DESIGN §4 "Hot reload"): the config file's directory is watched, so that an
-//! editor's rename-over-write and a Kubernetes ConfigMap's `..data` symlink swap are seen, and
-//! the file itself, so that in-place writes through a single-file bind mount are seen (that
-//! watch is re-armed after every event, since a rename leaves it on the old inode). Bursts are
-//! debounced; a slow poll of the content's hash covers filesystems without events. A file
-//! event whose content equals the applied config is a no-op; SIGHUP and `POST /reload` always
-//! apply.
+//! File watching (DESIGN §4 "Hot reload"): the directories of the config file and of its
+//! certificate and key files are watched, so that an editor's rename-over-write, certbot's
+//! symlink swap and a Kubernetes ConfigMap's `..data` symlink swap are seen, and the files
+//! themselves, so that in-place writes through a single-file bind mount are seen (re-armed
+//! after every event, since a rename leaves a watch on the old inode). Bursts are debounced; a
+//! slow poll of the content's hash covers filesystems without events. A file event that leaves
+//! the config and its TLS files as applied is a no-op — a renewed certificate is a reload like
+//! any other; SIGHUP and `POST /reload` always apply.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::checker::Checkers;
-use crate::config::{self, hash_bytes, Config};
+use crate::config::{self, fingerprint, hash_bytes, tls_files, Config};
 use crate::health::events::{Event, EventKind};
 use crate::metrics::Metrics;
 use crate::routing::{Changes, Registry, RoutingTable};
@@ -111,7 +113,7 @@ impl Reloader {
     pub fn reload(&self, trigger: Trigger) -> Result<Outcome, String> {
         let mut failed_hash = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.table.load_full();
-        let on_disk = self.content_hash();
+        let on_disk = self.content_hash(&current.config);
         if trigger == Trigger::File
             && (on_disk == current.config.content_hash || Some(on_disk) == *failed_hash)
         {
@@ -176,23 +178,35 @@ impl Reloader {
         }
     }
 
-    /// The hash of the file's bytes now; 0 when it cannot be read (a reload then reports why,
-    /// once).
-    fn content_hash(&self) -> u64 {
-        std::fs::read(&self.path).map_or(0, |b| hash_bytes(&b))
+    /// The fingerprint of the file and of the serving config's certificate and key files as
+    /// they are now (an unreadable config file hashes as 0: a reload then reports why, once).
+    fn content_hash(&self, applied: &Config) -> u64 {
+        let text = std::fs::read(&self.path).map_or(0, |b| hash_bytes(&b));
+        fingerprint(text, tls_files(&applied.certificates))
+    }
+
+    /// The config file and the serving config's certificate and key files.
+    fn watched_files(&self) -> Vec<PathBuf> {
+        let table = self.table.load();
+        std::iter::once(self.path.clone())
+            .chain(tls_files(&table.config.certificates).map(Path::to_path_buf))
+            .collect()
     }
 
     /// Watches the config file until `shutdown`, reloading on changes. Runs on a runtime;
     /// reloads themselves run on the blocking pool.
     pub async fn watch(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-        let mut watcher = match FileWatcher::new(&self.path, tx) {
+        let mut watcher = match FileWatcher::new(tx) {
             Ok(w) => Some(w),
             Err(e) => {
                 warn!(error = %e, path = %self.path.display(), "cannot watch the config file; polling its content every {}", humantime::format_duration(POLL));
                 None
             }
         };
+        if let Some(w) = watcher.as_mut() {
+            w.sync(self.watched_files());
+        }
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -212,7 +226,7 @@ impl Reloader {
                 error!(error = %e, "reload task failed");
             }
             if let Some(w) = watcher.as_mut() {
-                w.rearm();
+                w.sync(self.watched_files());
             }
         }
     }
@@ -233,40 +247,54 @@ async fn debounce(rx: &mut mpsc::UnboundedReceiver<()>) {
     }
 }
 
-/// An inotify (or platform) watch on the config's directory and on the file itself.
+/// Inotify (or platform) watches on the directories of the config file and of its
+/// certificate and key files, and on those files themselves.
 struct FileWatcher {
     inner: notify::RecommendedWatcher,
-    file: PathBuf,
+    dirs: HashSet<PathBuf>,
+    files: Vec<PathBuf>,
 }
 
 impl FileWatcher {
-    fn new(path: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<FileWatcher> {
-        let mut inner =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                // Every event in the directory is a hint; the content hash decides.
-                if event.is_ok_and(|e| !e.kind.is_access()) {
-                    let _receiver_gone_at_shutdown = tx.send(());
-                }
-            })?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        inner.watch(&dir, RecursiveMode::NonRecursive)?;
-        let mut w = FileWatcher {
+    fn new(tx: mpsc::UnboundedSender<()>) -> notify::Result<FileWatcher> {
+        let inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            // Every event in a watched directory is a hint; the content hash decides.
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _receiver_gone_at_shutdown = tx.send(());
+            }
+        })?;
+        Ok(FileWatcher {
             inner,
-            file: path.to_path_buf(),
-        };
-        w.rearm();
-        Ok(w)
+            dirs: HashSet::new(),
+            files: Vec::new(),
+        })
     }
 
-    /// (Re-)watches the file itself: after a rename-over, the old watch is on a dead inode.
-    fn rearm(&mut self) {
-        let _not_watched = self.inner.unwatch(&self.file);
-        if let Err(e) = self.inner.watch(&self.file, RecursiveMode::NonRecursive) {
-            debug!(error = %e, "cannot watch the config file itself (the directory still is)");
+    /// Watches `files` and their directories (keeping existing directory watches, adding new
+    /// ones), and re-watches the files themselves: after a rename-over, a file watch is left
+    /// on the dead inode.
+    fn sync(&mut self, files: Vec<PathBuf>) {
+        for f in &self.files {
+            let _not_watched = self.inner.unwatch(f);
         }
+        for f in &files {
+            let dir = match f.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if !self.dirs.contains(&dir) {
+                match self.inner.watch(&dir, RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        self.dirs.insert(dir);
+                    }
+                    Err(e) => warn!(error = %e, dir = %dir.display(), "cannot watch directory; the content poll still covers it"),
+                }
+            }
+            if let Err(e) = self.inner.watch(f, RecursiveMode::NonRecursive) {
+                debug!(error = %e, file = %f.display(), "cannot watch the file itself (its directory still is)");
+            }
+        }
+        self.files = files;
     }
 }
 

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::tls::{CertFiles, ServerCert};
 pub use units::{Cidr, StatusSet};
 
 /// Most attempts a route may make for one request (`retry.attempts`).
@@ -21,7 +22,8 @@ pub const MAX_ATTEMPTS: usize = 16;
 pub struct Config {
     /// The file as named on the command line.
     pub path: PathBuf,
-    /// Hash of the file's bytes, to tell a real change from a touch.
+    /// Hash of the file's bytes and of its certificate and key files, to tell a real change
+    /// (a renewed certificate included) from a touch.
     pub content_hash: u64,
     /// `[listen]`.
     pub listen: Listen,
@@ -31,8 +33,9 @@ pub struct Config {
     pub limits: Limits,
     /// `[log]`.
     pub log: Log,
-    /// `[[tls.certificates]]`, paths resolved against the config file's directory.
-    pub certificates: Vec<CertFiles>,
+    /// `[[tls.certificates]]`, loaded and checked (paths resolved against the config file's
+    /// directory).
+    pub certificates: Vec<ServerCert>,
     /// Upstreams in name order.
     pub upstreams: Vec<UpstreamSpec>,
     /// Routes in file order.
@@ -94,15 +97,6 @@ pub struct Log {
     pub format: LogFormat,
     /// One access line per request.
     pub access: bool,
-}
-
-/// A certificate chain and its key, as files.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CertFiles {
-    /// PEM chain.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
 }
 
 /// Upstream transport scheme.
@@ -329,6 +323,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         source,
     })?;
     validate::parse(path, &text, &|name| std::env::var(name).ok())
+}
+
+/// The fingerprint of a config: its text's hash combined with the bytes of `files` (its
+/// certificates and keys), in order. Equal fingerprints mean nothing to reload.
+pub fn fingerprint<'a>(text_hash: u64, files: impl IntoIterator<Item = &'a Path>) -> u64 {
+    files.into_iter().fold(text_hash, |acc, p| {
+        let h = std::fs::read(p).map_or(0, |b| hash_bytes(&b));
+        acc.rotate_left(7) ^ h
+    })
+}
+
+/// The TLS files a config reads, in the order `fingerprint` takes them.
+pub fn tls_files(certs: &[ServerCert]) -> impl Iterator<Item = &Path> {
+    certs
+        .iter()
+        .flat_map(|c| [c.files.cert.as_path(), c.files.key.as_path()])
 }
 
 /// A 64-bit FNV-1a hash of the file's bytes (to detect unchanged content on file events).

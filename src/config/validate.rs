@@ -176,18 +176,26 @@ impl<'a> Checker<'a> {
         let admin = self.admin(&raw.admin);
         let limits = self.limits(&raw.limits);
         let log = self.log(&raw.log);
-        let certificates: Vec<CertFiles> = raw
+        let certificates: Vec<ServerCert> = raw
             .tls
             .certificates
             .iter()
             .enumerate()
             .filter_map(|(i, c)| {
-                let cert = self.file_path(&c.cert, &format!("tls.certificates[{i}].cert"));
-                let key = self.file_path(&c.key, &format!("tls.certificates[{i}].key"));
-                Some(CertFiles {
+                let key_name = format!("tls.certificates[{i}]");
+                let cert = self.file_path(&c.cert, &format!("{key_name}.cert"));
+                let key = self.file_path(&c.key, &format!("{key_name}.key"));
+                let files = CertFiles {
                     cert: cert?,
                     key: key?,
-                })
+                };
+                match crate::tls::load_pair(&files) {
+                    Ok(loaded) => Some(loaded),
+                    Err(e) => {
+                        self.error(c.cert.span(), format!("{key_name}: {e}"));
+                        None
+                    }
+                }
             })
             .collect();
         if !listen.https.is_empty() && raw.tls.certificates.is_empty() {
@@ -205,7 +213,7 @@ impl<'a> Checker<'a> {
         let routes = self.routes(&raw.routes, &known);
         Config {
             path: PathBuf::from(&self.file),
-            content_hash: hash_bytes(self.text.as_bytes()),
+            content_hash: fingerprint(hash_bytes(self.text.as_bytes()), tls_files(&certificates)),
             listen,
             admin,
             limits,

@@ -181,12 +181,13 @@ impl Health {
         self.passive.on_success();
     }
 
-    /// Records a live attempt that failed (`what`, for the event); ejects the upstream when
+    /// Records a live attempt that failed (`what` describes it, for the event; called only
+    /// when this failure ejects); ejects the upstream when
     /// this failure completes a run of `passive.consecutive_failures`. The ejection ends by
     /// itself on a timer task. An upstream already out of use for another reason is not
     /// ejected: late failures of requests sent before it was marked down (a hanging upstream's
     /// response timeouts) would otherwise keep it out long after it recovered.
-    pub fn attempt_failed(self: &Arc<Self>, what: &str) {
+    pub fn attempt_failed(self: &Arc<Self>, what: impl FnOnce() -> String) {
         if !self.is_available() {
             return;
         }
@@ -194,8 +195,9 @@ impl Health {
             return;
         };
         let reason = format!(
-            "{} failed attempts in a row (last: {what}); ejected for {}",
+            "{} failed attempts in a row (last: {}); ejected for {}",
             self.passive.threshold(),
+            what(),
             humantime::format_duration(duration)
         );
         self.set(Flag::Ejected, &reason);
@@ -369,7 +371,7 @@ mod tests {
     async fn an_ejection_ends_by_itself() {
         let (h, mut rx) = health();
         for _ in 0..3 {
-            h.attempt_failed("connect_error");
+            h.attempt_failed(|| "connect_error".into());
         }
         assert_eq!(h.state(), State::Ejected);
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -388,7 +390,7 @@ mod tests {
         let (h, _rx) = health();
         h.set(Flag::ActiveFailed, "probes");
         for _ in 0..10 {
-            h.attempt_failed("timeout");
+            h.attempt_failed(|| "timeout".into());
         }
         assert_eq!(h.state(), State::Unhealthy);
         h.clear(Flag::ActiveFailed, "probes");

@@ -194,19 +194,24 @@ pub async fn forward(
                 debug!(upstream = upstream.name(), status, "retryable status");
                 report.upstream = Some(Arc::clone(upstream));
                 held = Some(response);
+                upstream.health.attempt_failed(|| format!("status {status}"));
                 Failure::Status
             }
             Ok(Err(e)) => {
                 let f = Failure::of(&e);
-                debug!(upstream = upstream.name(), error = %e, failure = f.outcome(), "attempt failed");
+                let cause = || crate::client::error_chain(&e);
+                debug!(upstream = upstream.name(), error = %cause(), failure = f.outcome(), "attempt failed");
+                upstream.health.attempt_failed(cause);
                 f
             }
             Err(_elapsed) => {
                 debug!(upstream = upstream.name(), "response timeout");
+                upstream
+                    .health
+                    .attempt_failed(|| "no response headers within response_timeout".to_owned());
                 Failure::ResponseTimeout
             }
         };
-        upstream.health.attempt_failed(failure.outcome());
         last_failure = Some(failure);
         if last_try {
             break;

@@ -18,6 +18,7 @@ use crate::client::{self, Dns, UpstreamClient};
 use crate::config::{Cidr, Config, RouteSpec, UpstreamSpec};
 use crate::health::events::Signals;
 use crate::health::Health;
+use crate::tls::CertTable;
 pub use matcher::Matcher;
 pub use registry::{Changes, Pin, Registry, RouteState};
 
@@ -129,6 +130,8 @@ pub struct RoutingTable {
     pub upstreams: Vec<Arc<Upstream>>,
     /// Header rewriting settings.
     pub rewrite: Rewrite,
+    /// Certificates of the HTTPS listeners, by SNI.
+    pub certs: CertTable,
     matcher: Matcher,
 }
 
@@ -177,9 +180,11 @@ impl RoutingTable {
             debug_headers: config.listen.debug_headers,
             trusted_proxies: config.listen.trusted_proxies.clone(),
         };
+        let certs = CertTable::new(&config.certificates);
         Ok(RoutingTable {
             generation,
             loaded_at: SystemTime::now(),
+            certs,
             config,
             routes,
             upstreams,
