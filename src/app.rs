@@ -20,8 +20,8 @@ use crate::proxy::Proxy;
 use crate::reload::{Outcome, Reloader, Trigger};
 use crate::routing::{Registry, RoutingTable};
 use crate::server::{self, Server, TableCerts};
-use crate::tls;
 use crate::steering::Steering;
+use crate::tls;
 
 /// Why the process could not run.
 #[derive(Debug, thiserror::Error)]

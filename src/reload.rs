@@ -287,7 +287,9 @@ impl FileWatcher {
                     Ok(()) => {
                         self.dirs.insert(dir);
                     }
-                    Err(e) => warn!(error = %e, dir = %dir.display(), "cannot watch directory; the content poll still covers it"),
+                    Err(e) => {
+                        warn!(error = %e, dir = %dir.display(), "cannot watch directory; the content poll still covers it")
+                    }
                 }
             }
             if let Err(e) = self.inner.watch(f, RecursiveMode::NonRecursive) {

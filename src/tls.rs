@@ -51,8 +51,8 @@ pub fn load_pair(files: &CertFiles) -> Result<ServerCert, String> {
         .valid_dns_names()
         .map(str::to_ascii_lowercase)
         .collect::<Vec<_>>();
-    let certified = CertifiedKey::from_der(chain, key, &aws_lc_rs::default_provider())
-        .map_err(|e| {
+    let certified =
+        CertifiedKey::from_der(chain, key, &aws_lc_rs::default_provider()).map_err(|e| {
             format!(
                 "{} and {}: {e} (does the key belong to the certificate?)",
                 files.cert.display(),
@@ -112,9 +112,7 @@ impl CertTable {
 
 /// The rustls settings of the HTTPS listeners: TLS 1.3 and 1.2, ALPN h2 then http/1.1,
 /// certificates from `resolver`, session resumption by cache and tickets.
-pub fn server_config(
-    resolver: Arc<dyn ResolvesServerCert>,
-) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -170,7 +168,10 @@ mod tests {
         assert!(is(t.resolve(Some("WWW.Example.COM")), &k[0]));
         assert!(is(t.resolve(Some("img.example.org")), &k[1]));
         assert!(is(t.resolve(Some("example.org")), &k[1]));
-        assert!(is(t.resolve(Some("a.b.example.org")), &k[0]), "one label only");
+        assert!(
+            is(t.resolve(Some("a.b.example.org")), &k[0]),
+            "one label only"
+        );
         assert!(is(t.resolve(Some("unknown.net")), &k[0]));
         assert!(is(t.resolve(None), &k[0]));
     }

@@ -194,7 +194,9 @@ pub async fn forward(
                 debug!(upstream = upstream.name(), status, "retryable status");
                 report.upstream = Some(Arc::clone(upstream));
                 held = Some(response);
-                upstream.health.attempt_failed(|| format!("status {status}"));
+                upstream
+                    .health
+                    .attempt_failed(|| format!("status {status}"));
                 Failure::Status
             }
             Ok(Err(e)) => {

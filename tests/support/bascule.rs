@@ -67,6 +67,19 @@ pub struct ProxyConfig {
     admin_lines: String,
     defaults: Option<String>,
     configmap: bool,
+    /// `[[tls.certificates]]` (cert, key paths); any makes an HTTPS listener.
+    certs: Vec<(PathBuf, PathBuf)>,
+}
+
+/// The ports a test proxy listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// Plain HTTP.
+    pub http: SocketAddr,
+    /// The admin API (when enabled).
+    pub admin: SocketAddr,
+    /// HTTPS (when certificates are configured).
+    pub https: SocketAddr,
 }
 
 impl ProxyConfig {
@@ -86,6 +99,12 @@ impl ProxyConfig {
     pub fn limits(mut self, lines: &str) -> ProxyConfig {
         self.limits.push_str(lines);
         self.limits.push('\n');
+        self
+    }
+
+    /// Adds a `[[tls.certificates]]` entry (and with the first, an HTTPS listener).
+    pub fn certificate(mut self, cert: &Path, key: &Path) -> ProxyConfig {
+        self.certs.push((cert.to_path_buf(), key.to_path_buf()));
         self
     }
 
@@ -153,8 +172,23 @@ impl ProxyConfig {
         self
     }
 
-    /// The file's text for a proxy listening on `addr` (admin API on `admin` when enabled).
-    pub fn render(&self, addr: SocketAddr, admin: SocketAddr) -> String {
+    /// The file's text for a proxy listening on `ports`.
+    pub fn render(&self, ports: &Ports) -> String {
+        let (addr, admin) = (ports.http, ports.admin);
+        let mut tls = String::new();
+        for (cert, key) in &self.certs {
+            let _ = write!(
+                tls,
+                "\n[[tls.certificates]]\ncert = {:?}\nkey = {:?}\n",
+                cert.display().to_string(),
+                key.display().to_string()
+            );
+        }
+        let https = if self.certs.is_empty() {
+            String::new()
+        } else {
+            format!("https = [\"{}\"]\n", ports.https)
+        };
         let admin = if self.admin {
             format!("[admin]\nlisten = \"{admin}\"\n{}\n", self.admin_lines)
         } else {
@@ -168,8 +202,8 @@ impl ProxyConfig {
                 .to_owned(),
         };
         format!(
-            "[listen]\nhttp = [\"{addr}\"]\ndebug_headers = true\n{}\n{admin}\n\
-             [limits]\n{}\n{defaults}{}",
+            "[listen]\nhttp = [\"{addr}\"]\n{https}debug_headers = true\n{}\n{admin}\n\
+             [limits]\n{}\n{tls}\n{defaults}{}",
             self.listen, self.limits, self.body
         )
     }
@@ -186,6 +220,8 @@ pub struct Bascule {
     pub addr: SocketAddr,
     /// Where its admin API listens (when the config enabled it).
     pub admin: SocketAddr,
+    /// Where it serves HTTPS (when the config has certificates).
+    pub https: SocketAddr,
     child: Child,
     dir: TempDir,
     exit: Option<ExitStatus>,
@@ -196,9 +232,14 @@ impl Bascule {
         // A free port can be taken by someone else between our probe and bascule's bind; that
         // shows as a bind error, and another port is tried (three times at most).
         for round in 0..3 {
-            let (addr, admin) = (free_port(), free_port());
+            let ports = Ports {
+                http: free_port(),
+                admin: free_port(),
+                https: free_port(),
+            };
+            let (addr, admin, https) = (ports.http, ports.admin, ports.https);
             let dir = TempDir::new();
-            let text = config.render(addr, admin);
+            let text = config.render(&ports);
             let path = if config.configmap {
                 super::files::configmap_layout(dir.path(), &text)
             } else {
@@ -218,6 +259,7 @@ impl Bascule {
             let mut b = Bascule {
                 addr,
                 admin,
+                https,
                 child,
                 dir,
                 exit: None,
@@ -298,7 +340,11 @@ impl Bascule {
 
     /// The text `config` renders for this process's ports.
     pub fn text_of(&self, config: &ProxyConfig) -> String {
-        config.render(self.addr, self.admin)
+        config.render(&Ports {
+            http: self.addr,
+            admin: self.admin,
+            https: self.https,
+        })
     }
 
     /// The exit status, once the process has exited.

@@ -10,6 +10,7 @@ pub mod bascule;
 pub mod client;
 pub mod files;
 pub mod switch;
+pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
