@@ -8,12 +8,13 @@
 # Needs nginx, wrk and h2load (apt-get install -y nginx wrk nghttp2-client) and openssl.
 # Certificates are generated into a temp dir when it runs (never committed). Everything binds
 # 127.0.0.1; every load run is bounded by DURATION; only processes this script started are
-# stopped, by PID. Knobs: ROUNDS (3) DURATION (10) CONNS (50) BIN (target/release/bascule).
+# stopped, by PID. Knobs: ROUNDS (3) DURATION (10) CONNS (50) BIN (target/release/bascule)
+# PARTS ("1 2": 1 = bascule vs nginx terminating TLS, 2 = bascule to a TLS vs a plain upstream).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BIN="${BIN:-$ROOT/target/release/bascule}"
-ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-10}"; CONNS="${CONNS:-50}"
+ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-10}"; CONNS="${CONNS:-50}"; PARTS="${PARTS:-1 2}"
 OUT="${1:-/tmp/bench-tls-$(date +%Y%m%d-%H%M%S)}"; mkdir -p "$OUT"
 RUN="$(mktemp -d /tmp/bench-tls.XXXXXX)"; chmod 755 "$RUN"
 ORIGIN=18180; ORIGIN_TLS=18181; NGINX=18443; BASCULE=18444; BASCULE_PLAIN=18190
@@ -49,7 +50,8 @@ cat > origin.conf <<EOF
 worker_processes 1; daemon off; pid $RUN/origin.pid; error_log $RUN/origin.err warn;
 events { worker_connections 8192; }
 http {
-  access_log off; keepalive_timeout 75s; keepalive_requests 10000000; sendfile on; etag off;
+  access_log off; keepalive_timeout 75s; keepalive_requests 10000000; etag off;
+  sendfile on; tcp_nopush on; tcp_nodelay on;   # as the shared harness's origin
   client_body_temp_path $RUN/o1; proxy_temp_path $RUN/o2; fastcgi_temp_path $RUN/o3;
   uwsgi_temp_path $RUN/o4; scgi_temp_path $RUN/o5;
   server {
@@ -156,6 +158,7 @@ measure() { # round target scenario cmd... ; runs the load, records req/s and CP
 }
 
 for r in $(seq "$ROUNDS"); do
+  [[ " $PARTS " == *" 1 "* ]] || break
   for t in nginx bascule; do
     start_proxy "$t" bascule-plain.toml
     # The load tools dial 127.0.0.1 (no usable SNI): both servers present their one certificate.
@@ -170,6 +173,7 @@ done
 
 # ---------- part 2: bascule to a TLS upstream vs a plain one (keep-alive both ways) ----------
 for r in $(seq "$ROUNDS"); do
+  [[ " $PARTS " == *" 2 "* ]] || break
   for up in plain tls-upstream; do
     "$BIN" run --threads 1 -c "$RUN/bascule-$up.toml" > "$OUT/bascule-$up.log" 2>&1 & PROXY=$!; PIDS+=("$PROXY")
     for i in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$BASCULE_PLAIN/healthz" && break; sleep 0.1; done
