@@ -88,6 +88,10 @@ impl AdminApi {
     /// Answers one admin request.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Answer {
         let (parts, body) = req.into_parts();
+        // The dashboard's page holds no data: it asks for the token when the API says 401.
+        if parts.method == Method::GET && matches!(parts.uri.path(), "/" | "/index.html") {
+            return dashboard();
+        }
         if !self.authorized(&parts.headers) {
             let mut r = json_answer(
                 StatusCode::UNAUTHORIZED,
@@ -219,6 +223,27 @@ impl AdminApi {
             &json!({"route": name, "pinned": null, "was_pinned": was}),
         )
     }
+}
+
+/// The dashboard: one self-contained page (no external assets) that reads the admin API.
+fn dashboard() -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from_static(include_bytes!(
+        "dashboard.html"
+    ))));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src data:",
+        ),
+    );
+    r
 }
 
 /// `{"reason": "..."}`, optional as a whole.
