@@ -50,12 +50,12 @@ impl App {
     /// Compiles `config` into the first routing table (generation 1).
     pub fn new(path: &Path, config: Config) -> Result<Arc<App>, RunError> {
         let (signals, signal_rx) = Signals::channel();
-        let registry = Registry::new(Dns::system(), signals);
+        let metrics = Arc::new(Metrics::new());
+        let registry = Registry::new(Dns::system(), signals, metrics.clone());
         let table =
             RoutingTable::compile(Arc::new(config), 1, &registry).map_err(RunError::Startup)?;
         table.commit(&registry);
         let table = Arc::new(ArcSwap::from_pointee(table));
-        let metrics = Arc::new(Metrics::new());
         let reloader = Arc::new(Reloader::new(
             path,
             table.clone(),
@@ -126,14 +126,24 @@ impl App {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .ok_or_else(|| RunError::Startup("serve called twice".into()))?;
-        let steering =
-            tokio::spawn(Steering::new(self.table(), signal_rx, self.events.clone()).run());
+        let steering = tokio::spawn(
+            Steering::new(
+                self.table(),
+                signal_rx,
+                self.events.clone(),
+                self.metrics.clone(),
+            )
+            .run(),
+        );
         self.reloader.checkers().sync(&self.table.load());
         loops.push(tokio::spawn(
             self.reloader.clone().watch(shutdown_rx.clone()),
         ));
 
-        let server = Arc::new(Server::new(Proxy::new(self.table()), config.limits.clone()));
+        let server = Arc::new(Server::new(
+            Proxy::new(self.table(), self.metrics.clone()),
+            config.limits.clone(),
+        ));
         for (l, tls) in listeners {
             let (s, rx) = (server.clone(), shutdown_rx.clone());
             loops.push(tokio::spawn(async move { s.accept_loop(l, tls, rx).await }));

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::health::events::{Event, EventKind, EventLog, Signal};
+use crate::metrics::Metrics;
 use crate::routing::{Route, RoutingTable};
 use crate::select;
 
@@ -23,6 +24,7 @@ pub struct Steering {
     table: Arc<ArcSwap<RoutingTable>>,
     signals: UnboundedReceiver<Signal>,
     log: EventLog,
+    metrics: Arc<Metrics>,
     start: Instant,
     /// Upstreams an operator undrained since the last decision: their tiers are not held back
     /// by `failback_delay` (an undrain acts at once).
@@ -30,16 +32,19 @@ pub struct Steering {
 }
 
 impl Steering {
-    /// A steering task over whatever table `table` holds, recording events into `log`.
+    /// A steering task over whatever table `table` holds, recording events into `log` and
+    /// failovers into `metrics`.
     pub fn new(
         table: Arc<ArcSwap<RoutingTable>>,
         signals: UnboundedReceiver<Signal>,
         log: EventLog,
+        metrics: Arc<Metrics>,
     ) -> Steering {
         Steering {
             table,
             signals,
             log,
+            metrics,
             start: Instant::now(),
             undrained: HashSet::new(),
         }
@@ -121,12 +126,14 @@ impl Steering {
         let (before, after) = (route.state.active(), steer.active);
         if before != after {
             route.state.set_active(after);
+            let (from, to) = (tier_name(before), tier_name(after));
+            self.metrics.failover(&route.spec.name, &from, &to);
             let reason = why(before, after, pin, delay);
             self.publish(Event::now(
                 EventKind::ActiveTier,
                 &route.spec.name,
-                tier_name(before),
-                tier_name(after),
+                from,
+                to,
                 reason,
             ));
         }

@@ -156,6 +156,17 @@ impl AdminApi {
     }
 
     fn metrics(&self) -> Answer {
+        let table = self.table.load_full();
+        self.metrics.set_state(
+            table
+                .upstreams
+                .iter()
+                .map(|u| (u.name(), u.health.is_available())),
+            table
+                .routes
+                .iter()
+                .map(|r| (r.spec.name.as_str(), r.state.active())),
+        );
         let mut r = Response::new(Full::new(Bytes::from(self.metrics.encode())));
         r.headers_mut().insert(
             header::CONTENT_TYPE,

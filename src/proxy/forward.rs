@@ -25,6 +25,8 @@ use crate::select;
 pub struct Report {
     /// The upstream whose response was returned, if any.
     pub upstream: Option<Arc<Upstream>>,
+    /// Where that upstream is in the route's tiers.
+    pub pick: Option<select::Pick>,
     /// Attempts made.
     pub attempts: usize,
 }
@@ -186,13 +188,14 @@ pub async fn forward(
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
                 let response = into_client_response(resp, in_flight);
+                report.upstream = Some(Arc::clone(upstream));
+                report.pick = Some(*pick);
                 if !retry.on_status.contains(status) {
                     upstream.health.attempt_succeeded();
-                    report.upstream = Some(Arc::clone(upstream));
+                    upstream.metrics.attempt("ok");
                     return (response, report);
                 }
                 debug!(upstream = upstream.name(), status, "retryable status");
-                report.upstream = Some(Arc::clone(upstream));
                 held = Some(response);
                 upstream
                     .health
@@ -214,6 +217,7 @@ pub async fn forward(
                 Failure::ResponseTimeout
             }
         };
+        upstream.metrics.attempt(failure.outcome());
         last_failure = Some(failure);
         if last_try {
             break;
@@ -238,6 +242,7 @@ pub async fn forward(
         Some(r) if last_failure == Some(Failure::Status) => (r, report),
         _ => {
             report.upstream = None;
+            report.pick = None;
             (error::exhausted(last_failure), report)
         }
     }

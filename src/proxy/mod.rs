@@ -15,6 +15,7 @@ use http::{header, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use tracing::info;
 
+use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use body::ProxyBody;
 
@@ -25,12 +26,13 @@ static X_BASCULE_ATTEMPTS: HeaderName = HeaderName::from_static("x-bascule-attem
 #[derive(Clone)]
 pub struct Proxy {
     table: Arc<ArcSwap<RoutingTable>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Proxy {
-    /// A proxy serving whatever table `table` holds at each request.
-    pub fn new(table: Arc<ArcSwap<RoutingTable>>) -> Proxy {
-        Proxy { table }
+    /// A proxy serving whatever table `table` holds at each request, counting into `metrics`.
+    pub fn new(table: Arc<ArcSwap<RoutingTable>>, metrics: Arc<Metrics>) -> Proxy {
+        Proxy { table, metrics }
     }
 
     /// Handles one client request from `client`.
@@ -47,6 +49,9 @@ impl Proxy {
         if !host_is_valid(&parts) {
             let resp = error::bad_request();
             let status = resp.status().as_u16();
+            self.metrics
+                .unrouted()
+                .request(None, status, start.elapsed());
             access_log(&table, &parts, status, "-", "-", 0, start, peer);
             return resp;
         }
@@ -61,6 +66,9 @@ impl Proxy {
             .unwrap_or("");
         let Some(route) = table.route(host, parts.uri.path()) else {
             let resp = error::no_route();
+            self.metrics
+                .unrouted()
+                .request(None, resp.status().as_u16(), start.elapsed());
             access_log(
                 &table,
                 &parts,
@@ -95,6 +103,10 @@ impl Proxy {
         let (mut resp, report) = forward::forward(route, parts, body, received_host.clone()).await;
         // The client's protocol version, whatever the upstream spoke.
         *resp.version_mut() = version;
+        let answered = report.pick.map(|p| route.index(p));
+        route
+            .metrics
+            .request(answered, resp.status().as_u16(), start.elapsed());
         let upstream = report.upstream.as_ref().map_or("-", |u| u.name());
         if table.rewrite.debug_headers {
             let h = resp.headers_mut();

@@ -18,6 +18,7 @@ use crate::client::{self, Dns, UpstreamClient};
 use crate::config::{Cidr, Config, RouteSpec, UpstreamSpec};
 use crate::health::events::Signals;
 use crate::health::Health;
+use crate::metrics::{RouteMetrics, UpstreamMetrics};
 use crate::tls::CertTable;
 pub use matcher::Matcher;
 pub use registry::{Changes, Pin, Registry, RouteState};
@@ -38,6 +39,8 @@ pub struct Upstream {
     pub host_authority: Option<Authority>,
     /// `x-bascule-upstream` value.
     pub name_header: HeaderValue,
+    /// Attempt counters (`bascule_upstream_attempts_total`).
+    pub metrics: UpstreamMetrics,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -50,7 +53,12 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    fn new(spec: UpstreamSpec, dns: Dns, signals: Signals) -> Result<Upstream, String> {
+    fn new(
+        spec: UpstreamSpec,
+        dns: Dns,
+        signals: Signals,
+        metrics: UpstreamMetrics,
+    ) -> Result<Upstream, String> {
         let client = client::build(&spec, dns)?;
         let host_header = match &spec.host {
             Some(h) => Some(HeaderValue::from_str(h).map_err(|e| format!("host {h:?}: {e}"))?),
@@ -76,6 +84,7 @@ impl Upstream {
             host_header,
             host_authority,
             name_header,
+            metrics,
             spec,
         })
     }
@@ -95,11 +104,24 @@ pub struct Route {
     pub tiers: Vec<Vec<Arc<Upstream>>>,
     /// Live state (active tier, pin), kept across reloads while the tiers are unchanged.
     pub state: Arc<RouteState>,
+    /// Request counters and duration histogram; upstreams indexed as by `Route::index`.
+    pub metrics: RouteMetrics,
+    /// Where each tier starts in the flattened list of the route's upstreams.
+    offsets: Vec<usize>,
     /// Round-robin counter for balanced tiers.
     rr: AtomicUsize,
 }
 
 impl Route {
+    /// The position of the upstream of `pick` among all the route's upstreams, tier by tier.
+    pub fn index(&self, pick: crate::select::Pick) -> usize {
+        self.offsets
+            .get(usize::from(pick.tier))
+            .copied()
+            .unwrap_or(0)
+            + usize::from(pick.member)
+    }
+
     /// Next round-robin offset.
     pub fn next_rr(&self) -> usize {
         self.rr.fetch_add(1, Ordering::Relaxed)
@@ -163,7 +185,18 @@ impl RoutingTable {
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let offsets = tiers
+                .iter()
+                .scan(0, |start, t| {
+                    let here = *start;
+                    *start += t.len();
+                    Some(here)
+                })
+                .collect();
+            let names = spec.tiers.iter().flatten().cloned().collect();
             routes.push(Route {
+                metrics: registry.metrics().route(&spec.name, names),
+                offsets,
                 spec: spec.clone(),
                 tiers,
                 state,

@@ -15,6 +15,7 @@ use super::Upstream;
 use crate::client::Dns;
 use crate::config::{RouteSpec, UpstreamSpec};
 use crate::health::events::{self, Event, EventKind, Signals};
+use crate::metrics::Metrics;
 use crate::select::Steer;
 
 const NO_TIER: usize = usize::MAX;
@@ -139,19 +140,27 @@ impl Changes {
 pub struct Registry {
     dns: Dns,
     signals: Signals,
+    metrics: Arc<Metrics>,
     upstreams: Mutex<HashMap<String, Arc<Upstream>>>,
     routes: Mutex<HashMap<String, (RouteSpec, Arc<RouteState>)>>,
 }
 
 impl Registry {
-    /// An empty registry resolving names through `dns`, reporting events to `signals`.
-    pub fn new(dns: Dns, signals: Signals) -> Registry {
+    /// An empty registry resolving names through `dns`, reporting events to `signals` and
+    /// counting into `metrics`.
+    pub fn new(dns: Dns, signals: Signals, metrics: Arc<Metrics>) -> Registry {
         Registry {
             dns,
             signals,
+            metrics,
             upstreams: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The metrics the live objects count into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The channel events go to.
@@ -168,8 +177,14 @@ impl Registry {
             let u = match live.get(&spec.name) {
                 Some(u) if u.spec == *spec => Arc::clone(u),
                 old => {
-                    let u = Upstream::new(spec.clone(), self.dns.clone(), self.signals.clone())
-                        .map_err(|e| format!("upstream {:?}: {e}", spec.name))?;
+                    let metrics = self.metrics.upstream(&spec.name);
+                    let u = Upstream::new(
+                        spec.clone(),
+                        self.dns.clone(),
+                        self.signals.clone(),
+                        metrics,
+                    )
+                    .map_err(|e| format!("upstream {:?}: {e}", spec.name))?;
                     if let Some(old) = old {
                         u.health.inherit_drain(&old.health);
                     }
