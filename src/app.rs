@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
-use crate::admin::AdminApi;
+use crate::admin::{AdminApi, DemoControl};
 use crate::client::Dns;
 use crate::config::{self, Config};
 use crate::health::events::{EventLog, Signal, Signals};
@@ -78,7 +78,11 @@ impl App {
     }
 
     /// Binds every listener, serves until SIGTERM/SIGINT, then drains within the grace period.
-    pub async fn serve(self: Arc<Self>) -> Result<(), RunError> {
+    /// `demo` is `bascule demo`'s switchboard for its simulated upstreams.
+    pub async fn serve(
+        self: Arc<Self>,
+        demo: Option<Arc<dyn DemoControl>>,
+    ) -> Result<(), RunError> {
         let config = self.table.load().config.clone();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut loops = Vec::new();
@@ -99,6 +103,7 @@ impl App {
                     Outcome::Unchanged => Err("unreachable: an admin reload always applies".into()),
                 }),
                 token: config.admin.token.clone(),
+                demo,
             };
             loops.push(tokio::spawn(api.serve(l, shutdown_rx.clone())));
         }

@@ -27,6 +27,7 @@
 //! - [`server`]: listeners, connection limits and timeouts, graceful shutdown.
 //! - [`reload`]: reload triggers (file watch, poll, SIGHUP, admin) and the validate-then-swap.
 //! - [`admin`], [`metrics`]: the admin API (`/status`, `/metrics`, `/reload`, overrides).
+//! - [`demo`]: `bascule demo`'s simulated origin and CDNs.
 //! - [`app`]: wiring and process lifecycle.
 
 pub mod admin;
@@ -34,6 +35,7 @@ pub mod app;
 pub mod checker;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod health;
 pub mod metrics;
 pub mod proxy;

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use bascule::admin::client;
 use bascule::app::App;
 use bascule::config::{self, LogFormat};
+use bascule::demo::Demo;
 
 #[derive(Parser)]
 #[command(
@@ -48,12 +50,41 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Print each route's active tier and the upstreams' health, from a running bascule.
+    Status {
+        /// The admin API's base URL
+        #[arg(long, default_value = "http://127.0.0.1:9901")]
+        admin: String,
+        /// The admin API's bearer token
+        #[arg(long, env = "BASCULE_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print /status as JSON instead of tables
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a self-contained demo: an origin, two simulated CDNs and the proxy, on loopback.
+    Demo {
+        /// Where the demo proxy listens
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Where its admin API and dashboard listen
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: std::net::SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Status { admin, token, json } => status(&admin, token.as_deref(), json),
+        Command::Demo { listen, admin } => match demo(listen, admin) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bascule demo: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Run { config, threads } => match run(&config, threads) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -107,9 +138,81 @@ fn run(path: &std::path::Path, threads: Option<usize>) -> anyhow::Result<()> {
     .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let app = App::new(path, config)?;
-        app.serve().await
+        app.serve(None).await
     })?;
     Ok(())
+}
+
+fn status(admin: &str, token: Option<&str>, json: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bascule status: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let fetched = runtime.block_on(client::get(admin, "/status", token));
+    let body = match fetched {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("bascule status: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) => {
+            print!("{}", client::render(&v, std::time::SystemTime::now()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bascule status: {admin}/status is not JSON: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn demo(listen: std::net::SocketAddr, admin: std::net::SocketAddr) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text);
+    rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let demo = Demo::start().await.context("cannot start the simulated upstreams")?;
+        let path = Demo::config_path();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+        }
+        std::fs::write(&path, demo.config(listen, admin))
+            .with_context(|| format!("{}", path.display()))?;
+        let config = config::load(&path)?;
+        let app = App::new(&path, config)?;
+        println!(
+            "\nbascule demo: primary-cdn > secondary-cdn > origin, all on loopback\n\n\
+             \x20 site        http://{listen}/\n\
+             \x20 dashboard   http://{admin}/\n\
+             \x20 config      {}   (edit it: it reloads by itself)\n\n\
+             Try:\n\
+             \x20 curl -si http://{listen}/ | grep -i -e x-bascule -e x-served-by\n\
+             \x20 curl -s -XPOST http://{admin}/demo/primary-cdn/refuse     # or hang, 503\n\
+             \x20 bascule status --admin http://{admin}\n\
+             \x20 curl -s -XPOST http://{admin}/demo/primary-cdn/ok         # heal: back after 5 s\n\
+             \x20 (the dashboard has the same buttons)\n\nCtrl-C stops the demo.\n",
+            path.display()
+        );
+        app.serve(Some(demo)).await?;
+        Ok(())
+    })
 }
 
 fn init_logging(format: LogFormat) {

@@ -81,9 +81,9 @@ impl Steering {
     fn publish(&self, e: Event) {
         let bad = matches!(e.to.as_str(), "unhealthy" | "ejected" | "none");
         if bad {
-            warn!(target: "bascule::events", kind = ?e.kind, subject = %e.subject, from = %e.from, to = %e.to, reason = %e.reason, "event");
+            warn!(target: "bascule::events", kind = e.kind.as_str(), subject = %e.subject, from = %e.from, to = %e.to, reason = %e.reason, "event");
         } else {
-            info!(target: "bascule::events", kind = ?e.kind, subject = %e.subject, from = %e.from, to = %e.to, reason = %e.reason, "event");
+            info!(target: "bascule::events", kind = e.kind.as_str(), subject = %e.subject, from = %e.from, to = %e.to, reason = %e.reason, "event");
         }
         self.log.push(e);
     }

@@ -201,3 +201,55 @@ async fn a_usage_error_exits_2() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn run_refuses_a_public_admin_address_without_a_token() {
+    bounded(TEST_LIMIT, async {
+        let dir = TempDir::new();
+        let config = "[listen]\nhttp = [\"127.0.0.1:0\"]\n\n[admin]\nlisten = \"0.0.0.0:9901\"\n\n\
+                      [upstreams.origin]\naddress = \"http://127.0.0.1:9\"\n\n\
+                      [[routes]]\nname = \"all\"\nhosts = [\"*\"]\ntiers = [\"origin\"]\n";
+        dir.write("bascule.toml", config);
+        let out = bascule(dir.path(), &["run", "-c", "bascule.toml"]).await;
+        assert_eq!(out.status.code(), Some(1));
+        let (line, col) = position(config, "\"0.0.0.0:9901\"");
+        assert_eq!(
+            text(&out.stderr).trim(),
+            format!(
+                "bascule.toml:{line}:{col}: admin.listen: 0.0.0.0:9901 is not a loopback address, \
+                 so admin.token is required"
+            )
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn status_sends_the_token_and_says_when_it_is_missing() {
+    bounded(TEST_LIMIT, async {
+        let origin = support::FakeUpstream::ok("origin").await;
+        let proxy = support::ProxyConfig::new()
+            .admin("token = \"s3cret\"")
+            .upstream("origin", &origin)
+            .route("all", &["*"], "/", r#"["origin"]"#)
+            .start()
+            .await;
+        let url = format!("http://{}", proxy.admin);
+        let dir = TempDir::new();
+        let out = bascule(dir.path(), &["status", "--admin", &url]).await;
+        assert_eq!(out.status.code(), Some(1));
+        assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+        let out = bascule(
+            dir.path(),
+            &["status", "--admin", &url, "--token", "s3cret"],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("all    *      /       origin"),
+            "{}",
+            text(&out.stdout)
+        );
+    })
+    .await;
+}

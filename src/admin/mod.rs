@@ -2,6 +2,7 @@
 //! pin/unpin, behind the bearer-token rule. Plain HTTP/1.1, JSON answers; never on the
 //! request path of proxied traffic.
 
+pub mod client;
 pub mod status;
 
 use std::convert::Infallible;
@@ -30,6 +31,14 @@ use status::Status;
 /// Largest admin request body read.
 const BODY_LIMIT: usize = 64 << 10;
 
+/// The simulated upstreams of `bascule demo`, switchable through `/demo`.
+pub trait DemoControl: Send + Sync {
+    /// Each simulated upstream's name and mode (ok, refuse, hang, 503).
+    fn modes(&self) -> Vec<(String, &'static str)>;
+    /// Switches upstream `name` to `mode`.
+    fn set(&self, name: &str, mode: &str) -> Result<(), String>;
+}
+
 /// Reloads the config now (blocking): the new generation, or why the file was refused.
 pub type ReloadFn = Arc<dyn Fn() -> Result<u64, String> + Send + Sync>;
 
@@ -48,6 +57,8 @@ pub struct AdminApi {
     pub reload: ReloadFn,
     /// Bearer token every request but the dashboard page must carry, when set.
     pub token: Option<String>,
+    /// `bascule demo`'s simulated upstreams (`/demo`); None outside the demo.
+    pub demo: Option<Arc<dyn DemoControl>>,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -120,6 +131,8 @@ impl AdminApi {
                 Ok(r) => self.unpin(name, &r.reason_or(peer)),
                 Err(e) => e,
             },
+            (&Method::GET, ["demo"]) => self.demo_modes(),
+            (&Method::POST, ["demo", name, mode]) => self.demo_set(name, mode),
             (_, ["status"] | ["reload"] | ["metrics"])
             | (_, ["upstreams", _, "drain" | "undrain"])
             | (_, ["routes", _, "pin" | "unpin"]) => json_answer(
@@ -153,6 +166,28 @@ impl AdminApi {
             .clone();
         let status = Status::of(&table, self.events.snapshot(), last_error);
         json_answer(StatusCode::OK, &status)
+    }
+
+    fn demo_modes(&self) -> Answer {
+        let Some(demo) = &self.demo else {
+            return json_answer(StatusCode::NOT_FOUND, &json!({"error": "not a demo"}));
+        };
+        let ups: Vec<_> = demo
+            .modes()
+            .into_iter()
+            .map(|(name, mode)| json!({"name": name, "mode": mode}))
+            .collect();
+        json_answer(StatusCode::OK, &json!({ "upstreams": ups }))
+    }
+
+    fn demo_set(&self, name: &str, mode: &str) -> Answer {
+        let Some(demo) = &self.demo else {
+            return json_answer(StatusCode::NOT_FOUND, &json!({"error": "not a demo"}));
+        };
+        match demo.set(name, mode) {
+            Ok(()) => json_answer(StatusCode::OK, &json!({"upstream": name, "mode": mode})),
+            Err(e) => json_answer(StatusCode::UNPROCESSABLE_ENTITY, &json!({ "error": e })),
+        }
     }
 
     fn metrics(&self) -> Answer {

@@ -27,6 +27,18 @@ pub enum EventKind {
     Operator,
 }
 
+impl EventKind {
+    /// The name used in `/status` and the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::UpstreamState => "upstream_state",
+            EventKind::ActiveTier => "active_tier",
+            EventKind::Reload => "reload",
+            EventKind::Operator => "operator",
+        }
+    }
+}
+
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
