@@ -223,6 +223,32 @@ async fn with_a_token_every_admin_request_must_carry_it() {
             proxy.upstream_status_with_token("origin", "s3cret").await["state"],
             "healthy"
         );
+        // Every endpoint but the dashboard's page.
+        assert_eq!(get(proxy.admin, "admin", "/metrics").await.status, 401);
+        assert_eq!(proxy.admin_post("/reload", "").await.0, 401);
+        assert_eq!(
+            proxy
+                .admin_post("/routes/all/pin", r#"{"tier": 0}"#)
+                .await
+                .0,
+            401
+        );
+        assert_eq!(get(proxy.admin, "admin", "/").await.status, 200);
+        for (method, path) in [
+            (http::Method::GET, "/metrics"),
+            (http::Method::POST, "/reload"),
+        ] {
+            let r = support::request(
+                proxy.admin,
+                method,
+                "admin",
+                path,
+                &[("authorization", "Bearer s3cret")],
+                "",
+            )
+            .await;
+            assert_eq!(r.status, 200, "{path}: {}", r.text());
+        }
     })
     .await;
 }
