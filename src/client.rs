@@ -32,10 +32,20 @@ use crate::proxy::body::UpstreamBody;
 pub struct Dns(Option<Arc<TokioResolver>>);
 
 impl Dns {
-    /// The system resolver (`/etc/resolv.conf`); without one, names cannot be resolved and
-    /// only IP-literal upstreams work (logged).
+    /// The system resolver (`/etc/resolv.conf`, read directly: no NSS, so a static binary
+    /// resolves too), answers cached for their TTL but at most 60 s, failures at most 2 s;
+    /// without a resolv.conf, names cannot be resolved and only IP-literal upstreams work
+    /// (logged).
     pub fn system() -> Dns {
-        match TokioResolver::builder_tokio().and_then(|b| b.build()) {
+        let built = TokioResolver::builder_tokio().and_then(|mut b| {
+            let opts = b.options_mut();
+            // CDN edges and container addresses move: use an answer at most a minute, and
+            // forget a failed lookup (a stopped container's name) after two seconds.
+            opts.positive_max_ttl = Some(Duration::from_secs(60));
+            opts.negative_max_ttl = Some(Duration::from_secs(2));
+            b.build()
+        });
+        match built {
             Ok(r) => Dns(Some(Arc::new(r))),
             Err(e) => {
                 tracing::warn!(error = %e, "no DNS configuration; upstream host names will not resolve");

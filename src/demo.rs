@@ -2,7 +2,8 @@
 //! two simulated CDNs (each marking its answers with its name), writes a config with the three
 //! tiers and fast health checks, and runs the proxy with its admin API and dashboard. Each
 //! simulated upstream can be broken (refuse connections, hang, answer 503) and healed from
-//! the dashboard or with `POST /demo/NAME/MODE` on the admin API.
+//! the dashboard or with `POST /demo/NAME/MODE` on the admin API. `serve_one` runs a single
+//! simulated upstream (`bascule demo-upstream`), for the compose demo's containers.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -117,6 +118,18 @@ impl Demo {
     }
 }
 
+/// Serves one simulated upstream named `name` on `listen` until the process ends (the
+/// containers of the compose demo); always healthy: stop or disconnect its container to break
+/// it.
+pub async fn serve_one(name: &'static str, listen: SocketAddr) -> std::io::Result<()> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(upstream = name, %addr, "demo upstream listening");
+    let (_mode, rx) = watch::channel(Mode::Ok);
+    serve(name, listener, addr, rx).await;
+    Ok(())
+}
+
 impl DemoControl for Demo {
     fn modes(&self) -> Vec<(String, &'static str)> {
         self.upstreams
@@ -208,6 +221,17 @@ async fn answer(
     mode: watch::Receiver<Mode>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let current = *mode.borrow();
+    // `/slow?ms=N`: answers after N ms (at most a minute), for graceful-shutdown tests.
+    if req.uri().path() == "/slow" {
+        let ms = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(1000)
+            .min(60_000);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let status = match current {
         Mode::Ok => StatusCode::OK,
         Mode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -62,6 +62,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Exit 0 if the bascule running on this host answers (its admin API; with the admin API
+    /// off, its first listener accepts), else 1: the container health check.
+    Health {
+        /// Config file of the running bascule [default: $BASCULE_CONFIG, else config/bascule.toml]
+        #[arg(
+            short,
+            long,
+            env = "BASCULE_CONFIG",
+            default_value = "config/bascule.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Serve one simulated upstream (answers 200 naming itself; /slow?ms=N waits): the compose
+    /// demo's origin and CDNs.
+    DemoUpstream {
+        /// The name it puts in its answers
+        #[arg(long)]
+        name: String,
+        /// Where it listens
+        #[arg(long, default_value = "0.0.0.0:8000")]
+        listen: std::net::SocketAddr,
+    },
     /// Run a self-contained demo: an origin, two simulated CDNs and the proxy, on loopback.
     Demo {
         /// Where the demo proxy listens
@@ -78,6 +100,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Status { admin, token, json } => status(&admin, token.as_deref(), json),
+        Command::Health { config } => health(&config),
+        Command::DemoUpstream { name, listen } => demo_upstream(name, listen),
         Command::Demo { listen, admin } => match demo(listen, admin) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -175,6 +199,81 @@ fn status(admin: &str, token: Option<&str>, json: bool) -> ExitCode {
             eprintln!("bascule status: {admin}/status is not JSON: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn current_thread() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("bascule: cannot start the async runtime: {e}"))
+        .ok()
+}
+
+fn health(config: &std::path::Path) -> ExitCode {
+    let Some(runtime) = current_thread() else {
+        return ExitCode::from(1);
+    };
+    let limit = std::time::Duration::from_secs(3);
+    let (admin, token, enabled) = client::admin_of(config);
+    let result = runtime.block_on(async {
+        if enabled {
+            client::probe(admin, token.as_deref(), limit).await
+        } else {
+            let addr = client::first_listener(config)
+                .ok_or_else(|| format!("{}: no listener to check", config.display()))?;
+            tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
+                .map(drop)
+                .map_err(|e| format!("{addr}: {e}"))
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bascule health: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn demo_upstream(name: String, listen: std::net::SocketAddr) -> ExitCode {
+    init_logging(LogFormat::Text);
+    let Some(runtime) = current_thread() else {
+        return ExitCode::from(1);
+    };
+    // The name lives as long as the process.
+    let name: &'static str = Box::leak(name.into_boxed_str());
+    let served = runtime.block_on(async {
+        tokio::select! {
+            r = bascule::demo::serve_one(name, listen) => r,
+            _ = shutdown_signal() => Ok(()),
+        }
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bascule demo-upstream: {listen}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// SIGTERM or SIGINT (as PID 1 in a container, nothing else stops a process).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
     }
 }
 

@@ -253,3 +253,30 @@ async fn status_sends_the_token_and_says_when_it_is_missing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn health_exits_0_while_the_admin_api_answers_and_1_when_it_does_not() {
+    bounded(TEST_LIMIT, async {
+        let origin = support::FakeUpstream::ok("origin").await;
+        let mut proxy = support::ProxyConfig::new()
+            .admin("token = \"s3cret\"")
+            .upstream("origin", &origin)
+            .route("all", &["*"], "/", r#"["origin"]"#)
+            .start()
+            .await;
+        let config = proxy.config_path().display().to_string();
+        let dir = TempDir::new();
+        let out = bascule(dir.path(), &["health", "-c", &config]).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        proxy.terminate();
+        proxy.wait_exit(Duration::from_secs(5)).await;
+        let out = bascule(dir.path(), &["health", "-c", &config]).await;
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).starts_with("bascule health: "),
+            "{}",
+            text(&out.stderr)
+        );
+    })
+    .await;
+}

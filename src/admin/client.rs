@@ -1,5 +1,6 @@
-//! The client side of the admin API, for `bascule status` (and the container health check):
-//! fetch `/status`, and render it as a terminal table.
+//! The client side of the admin API: `bascule status` (fetch `/status`, render it as terminal
+//! tables) and `bascule health` (the container health check: does the bascule on this host
+//! answer its admin API?).
 
 use std::time::{Duration, SystemTime};
 
@@ -48,6 +49,103 @@ pub async fn get(base: &str, path: &str, token: Option<&str>) -> Result<Bytes, S
     tokio::time::timeout(TIMEOUT, exchange)
         .await
         .map_err(|_| format!("{url}: no answer within {}s", TIMEOUT.as_secs()))?
+}
+
+/// Where and how to reach the admin API of the bascule running on `config`: its `[admin]`
+/// listen address (an unspecified IP is reached on loopback) and token, read leniently — a
+/// config mid-edit must not make a serving container look unhealthy. Defaults when the file
+/// or the table is missing: 127.0.0.1:9901, the token from `$BASCULE_ADMIN_TOKEN`.
+pub fn admin_of(config: &std::path::Path) -> (std::net::SocketAddr, Option<String>, bool) {
+    let default: std::net::SocketAddr = std::net::SocketAddr::from(([127, 0, 0, 1], 9901));
+    let env = |name: &str| std::env::var(name).ok();
+    let table = std::fs::read_to_string(config)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("admin").and_then(|a| a.as_table()).cloned())
+        .unwrap_or_default();
+    let expand = |v: &toml::Value| {
+        v.as_str()
+            .and_then(|s| crate::config::units::expand_env(s, env).ok())
+    };
+    let enabled = table
+        .get("enabled")
+        .and_then(toml::Value::as_bool)
+        .unwrap_or(true);
+    let mut addr = table
+        .get("listen")
+        .and_then(expand)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let token = table
+        .get("token")
+        .and_then(expand)
+        .or_else(|| env("BASCULE_ADMIN_TOKEN"));
+    (addr, token, enabled)
+}
+
+/// The first plain-HTTP listener of `config` (loopback for an unspecified IP), read leniently;
+/// what `bascule health` checks when the admin API is off.
+pub fn first_listener(config: &std::path::Path) -> Option<std::net::SocketAddr> {
+    let table = std::fs::read_to_string(config)
+        .ok()?
+        .parse::<toml::Table>()
+        .ok()?;
+    let listen = table.get("listen")?.as_table()?;
+    let first = listen
+        .get("http")
+        .or_else(|| listen.get("https"))?
+        .as_array()?
+        .first()?
+        .as_str()?;
+    let mut addr: std::net::SocketAddr = first.parse().ok()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Some(addr)
+}
+
+/// One `GET /status` to `addr` over a direct TCP connection (no name resolution): Ok when it
+/// answers 200 within `limit`.
+pub async fn probe(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+    limit: Duration,
+) -> Result<(), String> {
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?;
+        tokio::spawn(conn);
+        let mut req = Request::get("/status").header(header::HOST, addr.to_string());
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("{e}"))?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        match resp.status().as_u16() {
+            200 => Ok(()),
+            code => Err(format!("{addr}/status answered {code}")),
+        }
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
 }
 
 /// `/status` rendered for a terminal: the config line, a routes table, an upstreams table.
@@ -119,7 +217,7 @@ pub fn render(status: &Value, now: SystemTime) -> String {
             &text(&u["name"]),
             &text(&u["state"]),
             &u["in_flight"].to_string(),
-            &probe(&u["last_check"], now),
+            &last_probe(&u["last_check"], now),
             &text(&u["address"]),
         ]));
     }
@@ -127,7 +225,7 @@ pub fn render(status: &Value, now: SystemTime) -> String {
     out
 }
 
-fn probe(check: &Value, now: SystemTime) -> String {
+fn last_probe(check: &Value, now: SystemTime) -> String {
     if check.is_null() {
         return "not yet".to_owned();
     }
