@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use bascule::admin::client;
 use bascule::app::App;
@@ -23,32 +23,33 @@ struct Cli {
     command: Command,
 }
 
+/// The config file argument that run, check and health share.
+#[derive(Args)]
+struct ConfigArg {
+    /// Config file [default: $BASCULE_CONFIG, else config/bascule.toml]
+    #[arg(
+        short,
+        long,
+        env = "BASCULE_CONFIG",
+        default_value = "config/bascule.toml"
+    )]
+    config: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy.
     Run {
-        /// Config file [default: $BASCULE_CONFIG, else config/bascule.toml]
-        #[arg(
-            short,
-            long,
-            env = "BASCULE_CONFIG",
-            default_value = "config/bascule.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Worker threads [default: one per core]
         #[arg(long)]
         threads: Option<usize>,
     },
     /// Validate a config file and print its routes; exit 0 if valid, 1 if not.
     Check {
-        /// Config file [default: $BASCULE_CONFIG, else config/bascule.toml]
-        #[arg(
-            short,
-            long,
-            env = "BASCULE_CONFIG",
-            default_value = "config/bascule.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Print each route's active tier and the upstreams' health, from a running bascule.
     Status {
@@ -65,14 +66,8 @@ enum Command {
     /// Exit 0 if the bascule running on this host answers (its admin API; with the admin API
     /// off, its first listener accepts), else 1: the container health check.
     Health {
-        /// Config file of the running bascule [default: $BASCULE_CONFIG, else config/bascule.toml]
-        #[arg(
-            short,
-            long,
-            env = "BASCULE_CONFIG",
-            default_value = "config/bascule.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Serve one simulated upstream (answers 200 naming itself; /slow?ms=N waits): the compose
     /// demo's origin and CDNs.
@@ -98,9 +93,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config } => check(&config.config),
         Command::Status { admin, token, json } => status(&admin, token.as_deref(), json),
-        Command::Health { config } => health(&config),
+        Command::Health { config } => health(&config.config),
         Command::DemoUpstream { name, listen } => demo_upstream(name, listen),
         Command::Demo { listen, admin } => match demo(listen, admin) {
             Ok(()) => ExitCode::SUCCESS,
@@ -109,7 +104,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Run { config, threads } => match run(&config, threads) {
+        Command::Run { config, threads } => match run(&config.config, threads) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 // Config errors are FILE:LINE:COL lines, printed as they are.

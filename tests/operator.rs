@@ -23,6 +23,15 @@ fn config(cdn: &FakeUpstream, backup: &FakeUpstream, origin: &FakeUpstream) -> P
         .route("www", &["*"], "/", r#"["cdn", "backup", "origin"]"#)
 }
 
+/// The three healthy upstreams `config` routes to: cdn, backup, origin.
+async fn three_upstreams() -> (FakeUpstream, FakeUpstream, FakeUpstream) {
+    (
+        FakeUpstream::ok("cdn").await,
+        FakeUpstream::ok("backup").await,
+        FakeUpstream::ok("origin").await,
+    )
+}
+
 async fn served_by(proxy: &Bascule) -> String {
     let r = get(proxy.addr, "www.example.com", "/").await;
     assert_eq!(r.status, 200);
@@ -36,11 +45,7 @@ async fn active(proxy: &Bascule) -> serde_json::Value {
 #[tokio::test]
 async fn drain_and_undrain_act_at_once_and_keep_the_reason() {
     bounded(LIMIT, async {
-        let (cdn, backup, origin) = (
-            FakeUpstream::ok("cdn").await,
-            FakeUpstream::ok("backup").await,
-            FakeUpstream::ok("origin").await,
-        );
+        let (cdn, backup, origin) = three_upstreams().await;
         let proxy = config(&cdn, &backup, &origin).start().await;
         assert_eq!(served_by(&proxy).await, "cdn");
         let (code, body) = proxy
@@ -86,11 +91,7 @@ async fn drain_and_undrain_act_at_once_and_keep_the_reason() {
 #[tokio::test]
 async fn a_pin_moves_the_route_at_once_and_unpin_brings_it_back_at_once() {
     bounded(LIMIT, async {
-        let (cdn, backup, origin) = (
-            FakeUpstream::ok("cdn").await,
-            FakeUpstream::ok("backup").await,
-            FakeUpstream::ok("origin").await,
-        );
+        let (cdn, backup, origin) = three_upstreams().await;
         let proxy = config(&cdn, &backup, &origin).start().await;
         let (code, body) = proxy
             .admin_post(
@@ -124,11 +125,7 @@ async fn a_pin_moves_the_route_at_once_and_unpin_brings_it_back_at_once() {
 #[tokio::test]
 async fn a_pinned_tier_with_nothing_usable_is_ignored() {
     bounded(LIMIT, async {
-        let (cdn, backup, origin) = (
-            FakeUpstream::ok("cdn").await,
-            FakeUpstream::ok("backup").await,
-            FakeUpstream::ok("origin").await,
-        );
+        let (cdn, backup, origin) = three_upstreams().await;
         let proxy = config(&cdn, &backup, &origin).start().await;
         proxy.admin_post("/routes/www/pin", r#"{"tier": 1}"#).await;
         proxy.admin_post("/upstreams/backup/drain", "").await;
@@ -146,11 +143,7 @@ async fn a_pinned_tier_with_nothing_usable_is_ignored() {
 #[tokio::test]
 async fn unknown_names_are_404_and_a_missing_tier_is_422() {
     bounded(LIMIT, async {
-        let (cdn, backup, origin) = (
-            FakeUpstream::ok("cdn").await,
-            FakeUpstream::ok("backup").await,
-            FakeUpstream::ok("origin").await,
-        );
+        let (cdn, backup, origin) = three_upstreams().await;
         let proxy = config(&cdn, &backup, &origin).start().await;
         assert_eq!(proxy.admin_post("/upstreams/nope/drain", "").await.0, 404);
         assert_eq!(
@@ -256,11 +249,7 @@ async fn with_a_token_every_admin_request_must_carry_it() {
 #[tokio::test]
 async fn overrides_survive_a_reload_while_their_upstream_or_route_exists() {
     bounded(LIMIT, async {
-        let (cdn, backup, origin) = (
-            FakeUpstream::ok("cdn").await,
-            FakeUpstream::ok("backup").await,
-            FakeUpstream::ok("origin").await,
-        );
+        let (cdn, backup, origin) = three_upstreams().await;
         let base = config(&cdn, &backup, &origin);
         let proxy = base.clone().start().await;
         proxy.admin_post("/upstreams/backup/drain", r#"{"reason": "r1"}"#).await;
