@@ -13,11 +13,13 @@ use tracing::{info, warn};
 
 use crate::admin::{AdminApi, DemoControl};
 use crate::client::Dns;
+use crate::config::Limits;
 use crate::config::{self, Config};
 use crate::health::events::{EventLog, Signal, Signals};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::reload::{Outcome, Reloader, Trigger};
+use crate::resources;
 use crate::routing::{Registry, RoutingTable};
 use crate::server::{self, Server, TableCerts};
 use crate::steering::Steering;
@@ -146,8 +148,8 @@ impl App {
         ));
 
         let server = Arc::new(Server::new(
-            Proxy::new(self.table(), self.metrics.clone()),
-            config.limits.clone(),
+            Proxy::new(self.table(), self.metrics.clone(), &config.limits),
+            sized_limits(&config.limits),
         ));
         for (l, tls) in listeners {
             let (s, rx) = (server.clone(), shutdown_rx.clone());
@@ -186,4 +188,38 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// `limits` with `max_connections` sized to the open-files limit, raised first to the hard
+/// limit; both said in the log.
+fn sized_limits(limits: &Limits) -> Limits {
+    let mut sized = limits.clone();
+    match resources::raise_file_limit() {
+        Ok(l) => {
+            if l.now > l.was {
+                info!(
+                    from = l.was,
+                    to = l.now,
+                    "open-files limit raised to the hard limit"
+                );
+            }
+            sized.max_connections = resources::connections_for(l.now, limits.max_connections);
+            if sized.max_connections < limits.max_connections {
+                warn!(
+                    configured = limits.max_connections,
+                    max_connections = sized.max_connections,
+                    open_files = l.now,
+                    "max_connections lowered to what the open-files limit allows (a client connection may need an upstream connection too)"
+                );
+            } else {
+                info!(
+                    max_connections = sized.max_connections,
+                    open_files = l.now,
+                    "connection limit"
+                );
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot read or raise the open-files limit"),
+    }
+    sized
 }

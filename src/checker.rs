@@ -24,13 +24,16 @@ use crate::routing::{RoutingTable, Upstream};
 /// dropped with the connection.
 const PROBE_BODY_LIMIT: usize = 64 << 10;
 
-/// Sends one probe to `upstream` and judges it.
-pub async fn probe(upstream: &Upstream) -> ProbeResult {
+/// Sends one probe to `upstream` and judges it. A probe that failed because bascule itself is
+/// out of file descriptors or memory says so in its error, and `local` is true: it says
+/// nothing about the upstream.
+pub async fn probe(upstream: &Upstream) -> (ProbeResult, bool) {
     let spec = &upstream.spec.health;
     let at = SystemTime::now();
     let start = Instant::now();
     let outcome = tokio::time::timeout(spec.timeout, exchange(upstream)).await;
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let local = matches!(&outcome, Ok(Err(e)) if e.local);
     let (ok, status, error) = match outcome {
         Ok(Ok(status)) if spec.expect_status.contains(status) => (true, Some(status), None),
         Ok(Ok(status)) => (
@@ -38,7 +41,7 @@ pub async fn probe(upstream: &Upstream) -> ProbeResult {
             Some(status),
             Some(format!("status {status} is not in expect_status")),
         ),
-        Ok(Err(e)) => (false, None, Some(e)),
+        Ok(Err(e)) => (false, None, Some(e.message)),
         Err(_) => (
             false,
             None,
@@ -48,17 +51,34 @@ pub async fn probe(upstream: &Upstream) -> ProbeResult {
             )),
         ),
     };
-    ProbeResult {
+    let result = ProbeResult {
         at,
         ok,
         status,
         latency_ms,
         error,
+    };
+    (result, local)
+}
+
+/// Why a probe exchange failed.
+struct ProbeError {
+    message: String,
+    /// bascule's own resource exhaustion, not the upstream's failure.
+    local: bool,
+}
+
+impl From<String> for ProbeError {
+    fn from(message: String) -> ProbeError {
+        ProbeError {
+            message,
+            local: false,
+        }
     }
 }
 
 /// The probe exchange: request, status, body drained (bounded) so the connection is reused.
-async fn exchange(upstream: &Upstream) -> Result<u16, String> {
+async fn exchange(upstream: &Upstream) -> Result<u16, ProbeError> {
     let spec = &upstream.spec;
     let authority = Authority::try_from(spec.health.host.as_str())
         .map_err(|e| format!("probe host {:?}: {e}", spec.health.host))?;
@@ -76,11 +96,10 @@ async fn exchange(upstream: &Upstream) -> Result<u16, String> {
         header::USER_AGENT,
         HeaderValue::from_static("bascule-health-check"),
     );
-    let resp = upstream
-        .client
-        .request(req)
-        .await
-        .map_err(|e| crate::client::error_chain(&e))?;
+    let resp = upstream.client.request(req).await.map_err(|e| ProbeError {
+        local: crate::client::is_local(&e),
+        message: crate::client::error_chain(&e),
+    })?;
     let status = resp.status().as_u16();
     let mut body = resp.into_body();
     let mut read = 0usize;
@@ -98,12 +117,14 @@ async fn check_forever(upstream: Arc<Upstream>) {
     let spec = &upstream.spec.health;
     let mut counter = Counter::new(spec.rise, spec.fall);
     loop {
-        let result = probe(&upstream).await;
-        debug!(upstream = upstream.name(), ok = result.ok, status = ?result.status, error = ?result.error, "probe");
+        let (result, local) = probe(&upstream).await;
+        debug!(upstream = upstream.name(), ok = result.ok, status = ?result.status, error = ?result.error, local, "probe");
         let passed = result.ok;
         let why = result.error.clone().unwrap_or_default();
         upstream.health.set_last_check(result);
-        match counter.record(passed) {
+        // bascule's own exhaustion says nothing about the upstream: not counted.
+        let transition = if local { None } else { counter.record(passed) };
+        match transition {
             Some(Transition::Down) => {
                 let reason = format!("{} failed probes in a row (last: {why})", spec.fall);
                 upstream.health.set(Flag::ActiveFailed, &reason);

@@ -79,13 +79,27 @@ pub enum ConnectError {
     Dns(String),
     /// TCP connect failed (refused, unreachable, reset).
     #[error("connect: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// TCP connect plus TLS handshake took longer than `connect_timeout`.
     #[error("connect timed out")]
     Timeout,
     /// The TLS handshake failed (certificate, protocol).
     #[error("tls: {0}")]
     Tls(io::Error),
+    /// bascule itself is out of file descriptors or memory: not the upstream's fault.
+    #[error("local resource exhausted: {0}")]
+    Local(io::Error),
+}
+
+impl ConnectError {
+    /// A socket-level error, told apart as local exhaustion or a failure to reach the peer.
+    fn io(e: io::Error) -> ConnectError {
+        if crate::resources::is_exhaustion(&e) {
+            ConnectError::Local(e)
+        } else {
+            ConnectError::Io(e)
+        }
+    }
 }
 
 /// Dials one upstream's address, whatever the request URI says.
@@ -178,7 +192,15 @@ impl Target {
     async fn connect(&self) -> Result<Conn, ConnectError> {
         let ips = match self.ip {
             Some(ip) => vec![ip],
-            None => self.dns.resolve(&self.host).await?,
+            // A resolver that cannot open its socket reports a DNS failure: when the process
+            // is out of descriptors, it is bascule's own.
+            None => self.dns.resolve(&self.host).await.map_err(|e| {
+                if crate::resources::fds_exhausted() {
+                    ConnectError::Local(io::Error::from_raw_os_error(libc::EMFILE))
+                } else {
+                    e
+                }
+            })?,
         };
         let mut last = None;
         let mut tcp = None;
@@ -193,17 +215,20 @@ impl Target {
         }
         let tcp = match (tcp, last) {
             (Some(s), _) => s,
-            (None, Some(e)) => return Err(ConnectError::Io(e)),
+            (None, Some(e)) => return Err(ConnectError::io(e)),
             (None, None) => return Err(ConnectError::Dns("no addresses".into())),
         };
-        tcp.set_nodelay(true)?;
+        tcp.set_nodelay(true).map_err(ConnectError::io)?;
         match &self.tls {
             None => Ok(Conn::Plain(TokioIo::new(tcp))),
             Some((connector, name)) => {
-                let tls = connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(ConnectError::Tls)?;
+                let tls = connector.connect(name.clone(), tcp).await.map_err(|e| {
+                    if crate::resources::is_exhaustion(&e) {
+                        ConnectError::Local(e)
+                    } else {
+                        ConnectError::Tls(e)
+                    }
+                })?;
                 Ok(Conn::Tls(TokioIo::new(Box::new(tls))))
             }
         }
@@ -301,6 +326,18 @@ pub fn build(spec: &UpstreamSpec, dns: Dns) -> Result<UpstreamClient, String> {
         .timer(TokioTimer::new())
         .set_host(false)
         .build(connector))
+}
+
+/// Whether `e` (or one of its causes) is bascule's own resource exhaustion.
+pub fn is_local(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(ConnectError::Local(_)) = s.downcast_ref::<ConnectError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// An error and its causes, `a: b: c` (hyper-util's top-level messages say little alone; the

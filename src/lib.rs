@@ -27,6 +27,8 @@
 //! - [`server`]: listeners, connection limits and timeouts, graceful shutdown.
 //! - [`reload`]: reload triggers (file watch, poll, SIGHUP, admin) and the validate-then-swap.
 //! - [`admin`], [`metrics`]: the admin API (`/status`, `/metrics`, `/reload`, overrides).
+//! - [`resources`]: the open-files limit, and telling local resource exhaustion from an
+//!   upstream's failure.
 //! - [`demo`]: `bascule demo`'s simulated origin and CDNs.
 //! - [`app`]: wiring and process lifecycle.
 
@@ -40,6 +42,7 @@ pub mod health;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
+pub mod resources;
 pub mod routing;
 pub mod select;
 pub mod server;

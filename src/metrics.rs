@@ -25,7 +25,15 @@ const BUCKETS: [f64; 14] = [
 ];
 
 /// The `outcome` label values of `bascule_upstream_attempts_total`, in index order.
-pub const OUTCOMES: [&str; 5] = ["ok", "connect_error", "timeout", "retry_status", "error"];
+pub const OUTCOMES: [&str; 7] = [
+    "ok",
+    "connect_error",
+    "timeout",
+    "retry_status",
+    "error",
+    "client_error",
+    "local_error",
+];
 
 /// The status codes that get a cached counter slot (any other takes the family's lock):
 /// 100–103, 200–208, 300–308, 400–431, 500–530.
@@ -79,6 +87,12 @@ pub struct FailoverLabels {
     route: String,
     from: String,
     to: String,
+}
+
+/// `{op}` of a local resource failure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    op: &'static str,
 }
 
 /// `{result}` of a reload.
@@ -146,6 +160,7 @@ pub struct Metrics {
     failovers: Family<FailoverLabels, Counter>,
     config_reloads: Family<ReloadLabels, Counter>,
     config_generation: Gauge,
+    local_errors: Family<OpLabel, Counter>,
     /// Requests answered before a route was found (400, 404).
     unrouted: OnceLock<RouteMetrics>,
 }
@@ -181,7 +196,7 @@ impl Metrics {
         let attempts = Family::default();
         registry.register(
             "bascule_upstream_attempts",
-            "Attempts sent to an upstream, by outcome (ok, connect_error, timeout, retry_status, error)",
+            "Attempts sent to an upstream, by outcome (ok, connect_error, timeout, retry_status, error, client_error, local_error)",
             attempts.clone(),
         );
         let upstream_up = Family::default();
@@ -214,6 +229,15 @@ impl Metrics {
             "Generation of the serving config: 1 after start, +1 per applied reload",
             config_generation.clone(),
         );
+        let local_errors = Family::<OpLabel, Counter>::default();
+        registry.register(
+            "bascule_local_errors",
+            "Failures of bascule's own resources (file descriptors, memory), by operation (accept, connect): never counted against an upstream",
+            local_errors.clone(),
+        );
+        for op in ["accept", "connect"] {
+            local_errors.get_or_create(&OpLabel { op }).inc_by(0);
+        }
         // Both results exist from the start, so that rate() and alerts see a zero.
         for result in ["success", "error"] {
             config_reloads
@@ -231,6 +255,7 @@ impl Metrics {
             failovers,
             config_reloads,
             config_generation,
+            local_errors,
             unrouted: OnceLock::new(),
         }
     }
@@ -276,6 +301,11 @@ impl Metrics {
                 to: to.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts a failure of bascule's own resources during `op` ("accept" or "connect").
+    pub fn local_error(&self, op: &'static str) {
+        self.local_errors.get_or_create(&OpLabel { op }).inc();
     }
 
     /// Counts a reload; `generation` is the serving one afterwards.
@@ -327,7 +357,7 @@ impl Metrics {
 /// An upstream's attempt counters, by outcome (index into [`OUTCOMES`]).
 #[derive(Debug, Clone)]
 pub struct UpstreamMetrics {
-    attempts: [Counter; 5],
+    attempts: [Counter; OUTCOMES.len()],
 }
 
 impl UpstreamMetrics {
@@ -382,6 +412,11 @@ impl RouteMetrics {
             // A rare code: counted through the family (a read lock, or a write on first use).
             None => self.metrics.requests.get_or_create(&labels()).inc(),
         };
+    }
+
+    /// Counts an attempt that failed on bascule's own resources before reaching the upstream.
+    pub fn local_error(&self) {
+        self.metrics.local_error("connect");
     }
 
     /// The index of upstream `name` in this route, for [`RouteMetrics::request`].

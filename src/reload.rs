@@ -157,6 +157,17 @@ impl Reloader {
                 ));
                 Ok(Outcome::Applied(generation))
             }
+            Err(e) if crate::resources::fds_exhausted() => {
+                // bascule's own exhaustion, not a broken file: nothing is reported or
+                // remembered, so the poll tries again once descriptors are free.
+                warn!(
+                    "reload ({why}) deferred: bascule is out of file descriptors ({})",
+                    e.lines().next().unwrap_or("")
+                );
+                Err(format!(
+                    "reload deferred: bascule is out of file descriptors: {e}"
+                ))
+            }
             Err(e) => {
                 error!(
                     "reload ({why}) failed, keeping generation {}:\n{e}",
