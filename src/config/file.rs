@@ -85,6 +85,18 @@ pub struct Limits {
     pub shutdown_grace: Option<Text>,
     /// Open client connections at most; further ones wait in the accept queue. Default: 10000.
     pub max_connections: Option<Spanned<i64>>,
+    /// A request body that delivers no bytes for this long is cut (h1: 408, h2: stream reset).
+    /// Default: "10s".
+    pub body_timeout: Option<Text>,
+    /// A client that accepts no response bytes for this long is cut. Default: "30s".
+    pub send_timeout: Option<Text>,
+    /// Concurrent streams per HTTP/2 client connection. Default: 100.
+    pub max_concurrent_streams: Option<Spanned<i64>>,
+    /// Requests of one client connection in flight to upstreams at once; more wait. Default: 32.
+    pub max_in_flight_per_connection: Option<Spanned<i64>>,
+    /// Memory all buffered (replayable) request bodies of one connection may hold; beyond it
+    /// bodies are streamed. Default: "1MiB".
+    pub body_buffer_per_connection: Option<Spanned<Scalar>>,
 }
 
 /// `[log]`.

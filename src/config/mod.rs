@@ -79,6 +79,16 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Open client connections at most.
     pub max_connections: usize,
+    /// Longest gap between two pieces of a request body (nginx's `client_body_timeout`).
+    pub body_timeout: Duration,
+    /// Longest time a client may accept no response bytes (nginx's `send_timeout`).
+    pub send_timeout: Duration,
+    /// Concurrent streams per HTTP/2 client connection.
+    pub max_concurrent_streams: u32,
+    /// Requests of one client connection in flight to upstreams at once.
+    pub max_in_flight_per_connection: usize,
+    /// Bytes of buffered request bodies one connection may hold at once.
+    pub body_buffer_per_connection: usize,
 }
 
 /// Log output format.

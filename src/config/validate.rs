@@ -323,6 +323,36 @@ impl<'a> Checker<'a> {
                 1_000_000,
                 10_000,
             ) as usize,
+            body_timeout: self.duration(
+                l.body_timeout.as_ref(),
+                "limits.body_timeout",
+                Duration::from_secs(10),
+            ),
+            send_timeout: self.duration(
+                l.send_timeout.as_ref(),
+                "limits.send_timeout",
+                Duration::from_secs(30),
+            ),
+            max_concurrent_streams: self.count(
+                l.max_concurrent_streams.as_ref(),
+                "limits.max_concurrent_streams",
+                1,
+                10_000,
+                100,
+            ),
+            max_in_flight_per_connection: self.count(
+                l.max_in_flight_per_connection.as_ref(),
+                "limits.max_in_flight_per_connection",
+                1,
+                10_000,
+                32,
+            ) as usize,
+            body_buffer_per_connection: usize::try_from(self.size(
+                l.body_buffer_per_connection.as_ref(),
+                "limits.body_buffer_per_connection",
+                1 << 20,
+            ))
+            .unwrap_or(usize::MAX),
         }
     }
 

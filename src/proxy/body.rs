@@ -4,17 +4,34 @@
 //!
 //! A streamed request body that an attempt never started reading comes back to the forwarder
 //! when that attempt's request is dropped (the connect failed), so the next attempt can send it.
+//! A streamed body that delivers no bytes for `body_timeout` fails with [`BodyError::Timeout`]
+//! (the client's fault, never the upstream's), and tells the forwarder when it has been sent
+//! whole, so that `response_timeout` runs from the end of the request body.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::time::{Instant, Sleep};
 
 use crate::health::InFlight;
+
+/// Why a client's request body could not be passed on: the client's doing, not the upstream's.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The client's stream broke (reset, malformed chunking, closed early).
+    #[error("client request body: {0}")]
+    Client(#[from] hyper::Error),
+    /// The client sent no body bytes for `limits.body_timeout`.
+    #[error("client request body: no bytes within body_timeout")]
+    Timeout,
+}
 
 /// A client body not (wholly) buffered: chunks already read, then the rest of the stream.
 #[derive(Debug)]
@@ -23,6 +40,48 @@ pub struct Stream {
     pub prefix: VecDeque<Bytes>,
     /// The remainder of the client's body.
     pub rest: Incoming,
+    /// Longest wait for the next piece of `rest`.
+    pub timeout: Duration,
+    /// Armed while `rest` has nothing to give.
+    idle: Option<Pin<Box<Sleep>>>,
+}
+
+impl Stream {
+    /// `rest` after the chunks `prefix` already read, cut after `timeout` without bytes.
+    pub fn new(prefix: VecDeque<Bytes>, rest: Incoming, timeout: Duration) -> Stream {
+        Stream {
+            prefix,
+            rest,
+            timeout,
+            idle: None,
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(chunk) = self.prefix.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        match Pin::new(&mut self.rest).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(idle) = self.idle.as_mut() {
+                    idle.as_mut().reset(Instant::now() + self.timeout);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let idle = self
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match idle.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Timeout))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
 }
 
 /// A request body for one attempt.
@@ -40,20 +99,35 @@ pub enum UpstreamBody {
         polled: bool,
         /// Where an unread stream goes back to.
         back: Option<oneshot::Sender<Stream>>,
+        /// Told once the body has been sent whole (or failed).
+        done: Option<oneshot::Sender<()>>,
     },
 }
 
+/// The forwarder's ends of a streamed attempt body: the stream back if it was never read, and
+/// word that it was sent whole.
+#[derive(Debug)]
+pub struct Returned {
+    /// The unread stream, if the attempt dropped it without reading.
+    pub back: oneshot::Receiver<Stream>,
+    /// Resolves once the body has been sent whole, failed, or was dropped.
+    pub done: oneshot::Receiver<()>,
+}
+
 impl UpstreamBody {
-    /// Wraps `stream` for one attempt; the receiver gets it back if the attempt never read it.
-    pub fn returnable(stream: Stream) -> (UpstreamBody, oneshot::Receiver<Stream>) {
-        let (tx, rx) = oneshot::channel();
+    /// Wraps `stream` for one attempt; the receivers get it back if the attempt never read it,
+    /// and word once it has been sent.
+    pub fn returnable(stream: Stream) -> (UpstreamBody, Returned) {
+        let (tx, back) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
         (
             UpstreamBody::Stream {
                 stream: Some(stream),
                 polled: false,
                 back: Some(tx),
+                done: Some(done_tx),
             },
-            rx,
+            Returned { back, done },
         )
     }
 }
@@ -64,6 +138,7 @@ impl Drop for UpstreamBody {
             stream,
             polled: false,
             back,
+            ..
         } = self
         {
             if let (Some(s), Some(tx)) = (stream.take(), back.take()) {
@@ -76,24 +151,32 @@ impl Drop for UpstreamBody {
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             UpstreamBody::Empty => Poll::Ready(None),
             UpstreamBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            UpstreamBody::Stream { stream, polled, .. } => {
+            UpstreamBody::Stream {
+                stream,
+                polled,
+                done,
+                ..
+            } => {
                 *polled = true;
                 let Some(s) = stream.as_mut() else {
                     return Poll::Ready(None);
                 };
-                if let Some(chunk) = s.prefix.pop_front() {
-                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                let r = s.poll_next(cx);
+                if matches!(r, Poll::Ready(None | Some(Err(_)))) {
+                    if let Some(done) = done.take() {
+                        let _forwarder_may_be_gone = done.send(());
+                    }
                 }
-                Pin::new(&mut s.rest).poll_frame(cx)
+                r
             }
         }
     }
@@ -135,6 +218,8 @@ pub struct ProxyBody {
     kind: Kind,
     /// Keeps the answering upstream's in-flight count until the body is done.
     _in_flight: Option<InFlight>,
+    /// Keeps the client connection's upstream slot until the body is done.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 #[derive(Debug)]
@@ -149,6 +234,7 @@ impl ProxyBody {
         ProxyBody {
             kind: Kind::Upstream(body),
             _in_flight: Some(in_flight),
+            _slot: None,
         }
     }
 
@@ -158,6 +244,7 @@ impl ProxyBody {
         ProxyBody {
             kind: Kind::Full((!b.is_empty()).then_some(b)),
             _in_flight: None,
+            _slot: None,
         }
     }
 
@@ -166,6 +253,14 @@ impl ProxyBody {
         ProxyBody {
             kind: Kind::Full(None),
             _in_flight: None,
+            _slot: None,
+        }
+    }
+
+    /// Holds `slot` (the client connection's permit to use an upstream) until the body ends.
+    pub fn hold(&mut self, slot: OwnedSemaphorePermit) {
+        if matches!(self.kind, Kind::Upstream(_)) {
+            self._slot = Some(slot);
         }
     }
 }
@@ -184,6 +279,7 @@ impl Body for ProxyBody {
                 let r = Pin::new(b).poll_frame(cx);
                 if let Poll::Ready(None) = r {
                     this._in_flight = None;
+                    this._slot = None;
                 }
                 r
             }

@@ -3,7 +3,7 @@
 
 use http::{header, HeaderValue, Response, StatusCode};
 
-use super::body::ProxyBody;
+use super::body::{BodyError, ProxyBody};
 use crate::client::ConnectError;
 
 /// Why one attempt at one upstream failed.
@@ -19,29 +19,42 @@ pub enum Failure {
     Status,
     /// The exchange broke after the request was (perhaps partly) sent.
     Other,
+    /// The client's request body stalled for `body_timeout` or broke: the client's doing.
+    ClientBody,
+    /// bascule itself ran out of a resource (file descriptors, memory) before sending.
+    Local,
 }
 
 impl Failure {
     /// Classifies a client error from hyper-util.
     pub fn of(err: &hyper_util::client::legacy::Error) -> Failure {
-        if !err.is_connect() {
-            return Failure::Other;
-        }
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(e) = source {
-            if let Some(ConnectError::Timeout) = e.downcast_ref::<ConnectError>() {
-                return Failure::ConnectTimeout;
+            if e.is::<BodyError>() {
+                return Failure::ClientBody;
+            }
+            match e.downcast_ref::<ConnectError>() {
+                Some(ConnectError::Timeout) => return Failure::ConnectTimeout,
+                Some(ConnectError::Local(_)) => return Failure::Local,
+                Some(_) => return Failure::Connect,
+                None => {}
             }
             source = e.source();
         }
-        Failure::Connect
+        if err.is_connect() {
+            Failure::Connect
+        } else {
+            Failure::Other
+        }
     }
 
     /// Whether the failure proves that nothing of the request reached the upstream.
     pub fn nothing_sent(self) -> bool {
         match self {
-            Failure::Connect | Failure::ConnectTimeout => true,
-            Failure::ResponseTimeout | Failure::Status | Failure::Other => false,
+            Failure::Connect | Failure::ConnectTimeout | Failure::Local => true,
+            Failure::ResponseTimeout | Failure::Status | Failure::Other | Failure::ClientBody => {
+                false
+            }
         }
     }
 
@@ -49,7 +62,28 @@ impl Failure {
     pub fn is_timeout(self) -> bool {
         match self {
             Failure::ConnectTimeout | Failure::ResponseTimeout => true,
-            Failure::Connect | Failure::Status | Failure::Other => false,
+            Failure::Connect
+            | Failure::Status
+            | Failure::Other
+            | Failure::ClientBody
+            | Failure::Local => false,
+        }
+    }
+
+    /// Whether this failure counts against the upstream's health (passive ejection), given
+    /// whether another upstream answered the same request (DESIGN §7.6, the blame rule):
+    /// - an unreachable upstream (refused, connect error or timeout, TLS handshake) is at
+    ///   fault whatever the request was;
+    /// - a failure that depends on the request (a status in `on_status`, no response head in
+    ///   time, an exchange broken mid-way) is the upstream's only when another upstream answered
+    ///   the same request; when every attempt failed, the request (or what all tiers reach,
+    ///   the origin) is at fault, so one client hammering a failing path cannot eject a CDN;
+    /// - a stalled or broken client body is the client's, a local resource failure bascule's.
+    pub fn blames_upstream(self, answered_elsewhere: bool) -> bool {
+        match self {
+            Failure::Connect | Failure::ConnectTimeout => true,
+            Failure::ResponseTimeout | Failure::Status | Failure::Other => answered_elsewhere,
+            Failure::ClientBody | Failure::Local => false,
         }
     }
 
@@ -60,6 +94,8 @@ impl Failure {
             Failure::ConnectTimeout | Failure::ResponseTimeout => "timeout",
             Failure::Status => "retry_status",
             Failure::Other => "error",
+            Failure::ClientBody => "client_error",
+            Failure::Local => "local_error",
         }
     }
 }
@@ -77,6 +113,15 @@ pub fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
 
 /// The answer when every attempt failed, by the last failure.
 pub fn exhausted(last: Option<Failure>) -> Response<ProxyBody> {
+    if last == Some(Failure::Local) {
+        let mut r = local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Unavailable: overloaded, try again shortly\n",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
     if last.is_some_and(Failure::is_timeout) {
         local(
             StatusCode::GATEWAY_TIMEOUT,
@@ -96,6 +141,18 @@ pub fn no_route() -> Response<ProxyBody> {
         StatusCode::NOT_FOUND,
         "404 Not Found: no route for this host and path\n",
     )
+}
+
+/// The client's request body stalled for `body_timeout`: 408, and the connection is closed
+/// (HTTP/1.1; an HTTP/2 stream is reset instead).
+pub fn body_timeout() -> Response<ProxyBody> {
+    let mut r = local(
+        StatusCode::REQUEST_TIMEOUT,
+        "408 Request Timeout: the request body stalled\n",
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// The request could not be read or forwarded as given.

@@ -1,24 +1,30 @@
-//! Walks a request's attempt plan: builds each attempt, sends it with the upstream's response
-//! deadline, classifies failures, and decides whether the next attempt is allowed (replay
-//! safety). Once response headers are passed to the client nothing is retried.
+//! Walks a request's attempt plan: reads (and, when small, buffers) the client's body, builds
+//! each attempt, sends it with the upstream's response deadline, classifies failures, decides
+//! whether the next attempt is allowed (replay safety, [`may_retry`]), and, once the request's
+//! fate is known, charges each failed attempt to whoever caused it
+//! ([`Failure::blames_upstream`]). Once response headers are passed to the client nothing is
+//! retried.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
-use http::uri::{Authority, PathAndQuery, Uri};
+use http::uri::{PathAndQuery, Uri};
 use http::{header, HeaderValue, Method, Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::body::{ProxyBody, Stream, UpstreamBody};
+use super::body::{BodyError, ProxyBody, Returned, Stream, UpstreamBody};
 use super::error::{self, Failure};
 use super::headers;
-use crate::routing::{Route, Upstream};
-use crate::select;
+use crate::routing::{HostName, Route, Upstream};
+use crate::select::{self, Pick};
 
 /// What the forwarder did, for the access log and debug headers.
 #[derive(Debug, Default)]
@@ -26,9 +32,44 @@ pub struct Report {
     /// The upstream whose response was returned, if any.
     pub upstream: Option<Arc<Upstream>>,
     /// Where that upstream is in the route's tiers.
-    pub pick: Option<select::Pick>,
+    pub pick: Option<Pick>,
     /// Attempts made.
     pub attempts: usize,
+    /// The last failure, when no upstream's answer was returned as a success.
+    pub failure: Option<Failure>,
+}
+
+/// The client connection's limits on request bodies.
+#[derive(Debug)]
+pub struct BodyLimits<'a> {
+    /// Longest gap between two pieces of a body (`limits.body_timeout`).
+    pub timeout: Duration,
+    /// Bytes of bodies the connection holds buffered right now.
+    pub buffered: &'a AtomicUsize,
+    /// Most bytes the connection may hold buffered (`limits.body_buffer_per_connection`).
+    pub cap: usize,
+}
+
+/// Bytes counted in a connection's buffered total until dropped.
+struct Reserved<'a> {
+    counter: &'a AtomicUsize,
+    bytes: usize,
+}
+
+impl Reserved<'_> {
+    /// Counts `n` more bytes; returns whether the connection is still within `cap`.
+    fn add(&mut self, n: usize, cap: usize) -> bool {
+        self.bytes += n;
+        self.counter.fetch_add(n, Ordering::Relaxed) + n <= cap
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.counter.fetch_sub(self.bytes, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The client's request body as the forwarder holds it.
@@ -41,33 +82,72 @@ enum ClientBody {
     Stream(Option<Stream>),
 }
 
-/// Reads up to `limit` bytes of `body`, so that small bodies can be replayed.
-async fn prepare(mut body: Incoming, limit: usize) -> Result<ClientBody, hyper::Error> {
-    if body.is_end_stream() {
-        return Ok(ClientBody::Empty);
+/// Whether the body allows another attempt (DESIGN §4 replay safety).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyState {
+    /// No body, or one wholly buffered: it can be sent again.
+    Replayable,
+    /// A streamed body that the failed attempt never read: it can be sent once more.
+    Unread,
+    /// A streamed body that an attempt started to send: gone.
+    Consumed,
+}
+
+/// Whether a request may be tried again after `failure` (DESIGN §4): never once its streamed
+/// body is gone or the client's body failed; after a failure that proves nothing was sent,
+/// always; otherwise only an idempotent method with a replayable body.
+pub fn may_retry(failure: Failure, body: BodyState, idempotent: bool) -> bool {
+    match (failure, body) {
+        (Failure::ClientBody, _) | (_, BodyState::Consumed) => false,
+        (f, _) if f.nothing_sent() => true,
+        (_, BodyState::Replayable) => idempotent,
+        (_, BodyState::Unread) => false,
     }
+}
+
+/// Methods that must not be replayed once sent (DESIGN §4).
+fn idempotent(m: &Method) -> bool {
+    !(m == Method::POST || m == Method::PATCH || m == Method::CONNECT)
+}
+
+/// Reads up to `limit` bytes of `body`, so that small bodies can be replayed; each piece must
+/// come within `limits.timeout`, and the connection's buffered total stays within `limits.cap`
+/// (past it, the body is streamed instead).
+async fn prepare<'a>(
+    mut body: Incoming,
+    limit: usize,
+    limits: &BodyLimits<'a>,
+) -> Result<(ClientBody, Reserved<'a>), BodyError> {
+    let mut reserved = Reserved {
+        counter: limits.buffered,
+        bytes: 0,
+    };
+    if body.is_end_stream() {
+        return Ok((ClientBody::Empty, reserved));
+    }
+    let stream = |prefix, rest| ClientBody::Stream(Some(Stream::new(prefix, rest, limits.timeout)));
     if body.size_hint().lower() > limit as u64 {
-        return Ok(ClientBody::Stream(Some(Stream {
-            prefix: VecDeque::new(),
-            rest: body,
-        })));
+        return Ok((stream(VecDeque::new(), body), reserved));
     }
     let mut chunks: VecDeque<Bytes> = VecDeque::new();
     let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
+    loop {
+        let frame = match tokio::time::timeout(limits.timeout, body.frame()).await {
+            Err(_elapsed) => return Err(BodyError::Timeout),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame?,
+        };
+        let Ok(data) = frame.into_data() else {
             continue;
         };
         total += data.len();
+        let within_cap = reserved.add(data.len(), limits.cap);
         chunks.push_back(data);
-        if total > limit {
-            return Ok(ClientBody::Stream(Some(Stream {
-                prefix: chunks,
-                rest: body,
-            })));
+        if total > limit || !within_cap {
+            return Ok((stream(chunks, body), reserved));
         }
     }
-    Ok(match chunks.len() {
+    let body = match chunks.len() {
         0 => ClientBody::Empty,
         1 => ClientBody::Full(chunks.pop_front().unwrap_or_default()),
         _ => {
@@ -75,12 +155,109 @@ async fn prepare(mut body: Incoming, limit: usize) -> Result<ClientBody, hyper::
             chunks.iter().for_each(|c| all.extend_from_slice(c));
             ClientBody::Full(all.freeze())
         }
-    })
+    };
+    Ok((body, reserved))
 }
 
-/// Methods that must not be replayed once sent (DESIGN §4).
-fn idempotent(m: &Method) -> bool {
-    !(m == Method::POST || m == Method::PATCH || m == Method::CONNECT)
+/// The parts of the client's request every attempt shares.
+struct Target {
+    method: Method,
+    path: PathAndQuery,
+    /// The client's Host as received, when it is a valid authority.
+    client_host: Option<HostName>,
+}
+
+impl Target {
+    /// The Host (and URI authority) sent to `upstream`: its configured `host`, else the
+    /// client's Host as received, else the upstream address's own.
+    fn host_for<'a>(&'a self, upstream: &'a Upstream) -> &'a HostName {
+        upstream
+            .host
+            .as_ref()
+            .or(self.client_host.as_ref())
+            .unwrap_or(&upstream.address_host)
+    }
+
+    /// The request for one attempt at `upstream`; `headers` are already rewritten.
+    fn request(
+        &self,
+        upstream: &Upstream,
+        headers: http::HeaderMap,
+        body: UpstreamBody,
+    ) -> Request<UpstreamBody> {
+        let host = self.host_for(upstream);
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(upstream.scheme.clone());
+        uri.authority = Some(host.authority.clone());
+        uri.path_and_query = Some(self.path.clone());
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        // Scheme, authority and path are each valid already: the parts always make a URI.
+        *req.uri_mut() = Uri::from_parts(uri).unwrap_or_default();
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = headers;
+        req.headers_mut().insert(header::HOST, host.header.clone());
+        req
+    }
+}
+
+/// How one attempt ended.
+enum Sent {
+    /// An answer to pass to the client.
+    Answer(Response<ProxyBody>),
+    /// A failure, with the upstream's response when it was a status in `on_status` (passed
+    /// through if nothing better comes), and what happened (for the ejection event).
+    Failed(Failure, Option<Response<ProxyBody>>, String),
+}
+
+/// Sends `req` to `upstream`. Its `response_timeout` runs from the end of the request body:
+/// from the start for a buffered body, from `body_sent` for a streamed one (while a stream is
+/// being sent, the client's `body_timeout` guards it instead).
+async fn send(
+    upstream: &Upstream,
+    req: Request<UpstreamBody>,
+    body_sent: Option<oneshot::Receiver<()>>,
+    on_status: &crate::config::StatusSet,
+) -> Sent {
+    let deadline = upstream.spec.response_timeout;
+    let in_flight = upstream.health.start_request();
+    let response = upstream.client.request(req);
+    let result = match body_sent {
+        None => tokio::time::timeout(deadline, response).await,
+        Some(sent) => {
+            tokio::pin!(response);
+            tokio::select! {
+                biased;
+                r = &mut response => Ok(r),
+                _ = sent => tokio::time::timeout(deadline, response).await,
+            }
+        }
+    };
+    match result {
+        Ok(Ok(resp)) => {
+            let status = resp.status().as_u16();
+            let (mut parts, body) = resp.into_parts();
+            headers::rewrite_response(&mut parts.headers);
+            let resp = Response::from_parts(parts, ProxyBody::upstream(body, in_flight));
+            if on_status.contains(status) {
+                debug!(upstream = upstream.name(), status, "retryable status");
+                Sent::Failed(Failure::Status, Some(resp), format!("status {status}"))
+            } else {
+                Sent::Answer(resp)
+            }
+        }
+        Ok(Err(e)) => {
+            let f = Failure::of(&e);
+            let cause = crate::client::error_chain(&e);
+            debug!(upstream = upstream.name(), error = %cause, failure = f.outcome(), "attempt failed");
+            Sent::Failed(f, None, cause)
+        }
+        Err(_elapsed) => {
+            debug!(upstream = upstream.name(), "response timeout");
+            let what = "no response headers within response_timeout".to_owned();
+            Sent::Failed(Failure::ResponseTimeout, None, what)
+        }
+    }
 }
 
 /// Forwards one request over `route`'s plan. `parts.headers` are already rewritten except Host;
@@ -90,26 +267,28 @@ pub async fn forward(
     mut parts: Parts,
     body: Incoming,
     received_host: Option<HeaderValue>,
+    limits: &BodyLimits<'_>,
 ) -> (Response<ProxyBody>, Report) {
     let retry = &route.spec.retry;
     let mut report = Report::default();
-    let mut body = match prepare(body, retry.buffer_body).await {
+    let (mut body, _reserved) = match prepare(body, retry.buffer_body, limits).await {
         Ok(b) => b,
         Err(e) => {
             debug!(error = %e, "client body could not be read");
-            return (error::bad_request(), report);
+            report.failure = Some(Failure::ClientBody);
+            return (client_body_answer(&e), report);
         }
     };
+    let target = Target {
+        path: parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        client_host: received_host.as_ref().and_then(HostName::from_header),
+        method: parts.method.clone(),
+    };
     let replayable_method = idempotent(&parts.method);
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    // Parsed on first need: an upstream with its own `host` never uses it.
-    let mut client_authority: Option<Option<Authority>> = None;
-    parts.version = Version::HTTP_11;
-
     let plan = select::plan(
         &route.tiers,
         route.state.active(),
@@ -118,141 +297,176 @@ pub async fn forward(
         |u| u.health.is_available(),
     );
     let picks = plan.picks();
-    let mut last_failure: Option<Failure> = None;
+    // Failed attempts, charged once the request's fate is known (allocated only on failure).
+    let mut failed: Vec<(Pick, Failure, String)> = Vec::new();
     let mut held: Option<Response<ProxyBody>> = None;
 
     for (i, pick) in picks.iter().enumerate() {
-        let upstream = &route.tiers[usize::from(pick.tier)][usize::from(pick.member)];
+        let upstream = route.upstream(*pick);
         let last_try = i + 1 == picks.len();
-        let (attempt_body, mut back) = match &mut body {
+        let (attempt_body, returned) = match &mut body {
             ClientBody::Empty => (UpstreamBody::Empty, None),
             ClientBody::Full(b) => (UpstreamBody::Full(Some(b.clone())), None),
             ClientBody::Stream(slot) => match slot.take() {
                 Some(s) => {
-                    let (b, rx) = UpstreamBody::returnable(s);
-                    (b, Some(rx))
+                    let (b, r) = UpstreamBody::returnable(s);
+                    (b, Some(r))
                 }
                 None => break,
             },
         };
-        let replayable = replayable_method && !matches!(body, ClientBody::Stream(_));
-        let authority = upstream
-            .host_authority
-            .clone()
-            .or_else(|| {
-                client_authority
-                    .get_or_insert_with(|| {
-                        received_host
-                            .as_ref()
-                            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-                    })
-                    .clone()
-            })
-            .unwrap_or_else(|| {
-                Authority::from_maybe_shared(Bytes::from(upstream.spec.address.authority()))
-                    .unwrap_or_else(|_| Authority::from_static("invalid"))
-            });
-        let uri = Uri::builder()
-            .scheme(upstream.scheme.clone())
-            .authority(authority)
-            .path_and_query(path.clone())
-            .build();
-        let Ok(uri) = uri else {
-            return (error::bad_request(), report);
-        };
-        let mut req = Request::new(attempt_body);
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = uri;
-        *req.version_mut() = Version::HTTP_11;
         // The last planned attempt takes the headers; earlier ones need a copy for retries.
-        *req.headers_mut() = if last_try {
+        let headers = if last_try {
             std::mem::take(&mut parts.headers)
         } else {
             parts.headers.clone()
         };
-        // HTTP/1.1 requires a Host: the upstream's, else the client's, else the address's.
-        let host = match upstream.host_header.as_ref().or(received_host.as_ref()) {
-            Some(h) => Some(h.clone()),
-            None => HeaderValue::from_str(&upstream.spec.address.authority_for_host()).ok(),
-        };
-        if let Some(h) = host {
-            req.headers_mut().insert(header::HOST, h);
-        }
-
+        let req = target.request(upstream, headers, attempt_body);
         report.attempts += 1;
-        let in_flight = upstream.health.start_request();
-        let sent =
-            tokio::time::timeout(upstream.spec.response_timeout, upstream.client.request(req))
-                .await;
-        let failure = match sent {
-            Ok(Ok(resp)) => {
-                let status = resp.status().as_u16();
-                let response = into_client_response(resp, in_flight);
+        let (back, body_sent) = returned.map(|r: Returned| (r.back, r.done)).unzip();
+        let (failure, response, what) = match send(upstream, req, body_sent, &retry.on_status).await
+        {
+            Sent::Answer(resp) => {
+                upstream.health.attempt_succeeded();
+                upstream.metrics.attempt("ok");
+                charge(route, &failed, true);
                 report.upstream = Some(Arc::clone(upstream));
                 report.pick = Some(*pick);
-                if !retry.on_status.contains(status) {
-                    upstream.health.attempt_succeeded();
-                    upstream.metrics.attempt("ok");
-                    return (response, report);
-                }
-                debug!(upstream = upstream.name(), status, "retryable status");
-                held = Some(response);
-                upstream
-                    .health
-                    .attempt_failed(|| format!("status {status}"));
-                Failure::Status
+                return (resp, report);
             }
-            Ok(Err(e)) => {
-                let f = Failure::of(&e);
-                let cause = || crate::client::error_chain(&e);
-                debug!(upstream = upstream.name(), error = %cause(), failure = f.outcome(), "attempt failed");
-                upstream.health.attempt_failed(cause);
-                f
-            }
-            Err(_elapsed) => {
-                debug!(upstream = upstream.name(), "response timeout");
-                upstream
-                    .health
-                    .attempt_failed(|| "no response headers within response_timeout".to_owned());
-                Failure::ResponseTimeout
-            }
+            Sent::Failed(f, resp, what) => (f, resp, what),
         };
         upstream.metrics.attempt(failure.outcome());
-        last_failure = Some(failure);
+        if failure == Failure::Local {
+            route.metrics.local_error();
+        }
+        failed.push((*pick, failure, what));
+        // Passed through if it stays the last word (every attempt ended with on_status).
+        if let Some(resp) = response {
+            report.upstream = Some(Arc::clone(upstream));
+            report.pick = Some(*pick);
+            held = Some(resp);
+        }
         if last_try {
             break;
         }
         // Get an unread streamed body back for the next attempt.
-        if let (ClientBody::Stream(slot), Some(rx)) = (&mut body, back.as_mut()) {
-            *slot = rx.try_recv().ok();
-        }
-        let body_available = match &body {
-            ClientBody::Stream(slot) => slot.is_some(),
-            ClientBody::Empty | ClientBody::Full(_) => true,
+        let state = match (&mut body, back) {
+            (ClientBody::Stream(slot), Some(mut back)) => {
+                *slot = back.try_recv().ok();
+                if slot.is_some() {
+                    BodyState::Unread
+                } else {
+                    BodyState::Consumed
+                }
+            }
+            _ => BodyState::Replayable,
         };
-        let may_retry = body_available && (failure.nothing_sent() || replayable);
-        if !may_retry {
+        if !may_retry(failure, state, replayable_method) {
             break;
         }
-        if failure != Failure::Status {
-            held = None;
-        }
     }
-    match held {
-        Some(r) if last_failure == Some(Failure::Status) => (r, report),
+    charge(route, &failed, false);
+    let last = failed.last().map(|(_, f, _)| *f);
+    report.failure = last;
+    match (held, last) {
+        (Some(r), Some(Failure::Status)) => (r, report),
+        (_, Some(Failure::ClientBody)) => (error::body_timeout(), report),
         _ => {
             report.upstream = None;
             report.pick = None;
-            (error::exhausted(last_failure), report)
+            (error::exhausted(last), report)
         }
     }
 }
 
-fn into_client_response(
-    resp: Response<Incoming>,
-    in_flight: crate::health::InFlight,
-) -> Response<ProxyBody> {
-    let (mut parts, body) = resp.into_parts();
-    headers::rewrite_response(&mut parts.headers);
-    Response::from_parts(parts, ProxyBody::upstream(body, in_flight))
+/// Charges each failed attempt to its upstream when the blame rule says so; `answered`: some
+/// upstream answered this request.
+fn charge(route: &Route, failed: &[(Pick, Failure, String)], answered: bool) {
+    for (pick, failure, what) in failed {
+        if failure.blames_upstream(answered) {
+            route.upstream(*pick).health.attempt_failed(|| what.clone());
+        }
+    }
+}
+
+/// The answer to a client whose body could not be read: 408 when it stalled, else 400.
+fn client_body_answer(e: &BodyError) -> Response<ProxyBody> {
+    match e {
+        BodyError::Timeout => error::body_timeout(),
+        BodyError::Client(_) => error::bad_request(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replay_safety_table_of_design_section_4() {
+        use BodyState::{Consumed, Replayable, Unread};
+        use Failure::*;
+        // (failure, body, idempotent method) -> may retry
+        let table = [
+            (Connect, Replayable, false, true),
+            (ConnectTimeout, Unread, false, true),
+            (Local, Replayable, true, true),
+            (Connect, Consumed, true, false),
+            (ResponseTimeout, Replayable, true, true),
+            (ResponseTimeout, Replayable, false, false),
+            (Status, Replayable, true, true),
+            (Status, Unread, true, false),
+            (Status, Consumed, true, false),
+            (Other, Replayable, false, false),
+            (ClientBody, Replayable, true, false),
+            (ClientBody, Unread, true, false),
+        ];
+        for (failure, body, idem, want) in table {
+            assert_eq!(
+                may_retry(failure, body, idem),
+                want,
+                "{failure:?} {body:?} idempotent={idem}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_dependent_failure_is_the_upstreams_only_when_another_answered() {
+        use Failure::*;
+        let table = [
+            (Connect, false, true),
+            (ConnectTimeout, false, true),
+            (Status, false, false),
+            (Status, true, true),
+            (ResponseTimeout, false, false),
+            (ResponseTimeout, true, true),
+            (Other, true, true),
+            (ClientBody, true, false),
+            (Local, true, false),
+            (Local, false, false),
+        ];
+        for (failure, answered, want) in table {
+            assert_eq!(
+                failure.blames_upstream(answered),
+                want,
+                "{failure:?} answered elsewhere={answered}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_post_patch_and_connect_are_not_idempotent() {
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ] {
+            assert!(idempotent(&m), "{m}");
+        }
+        for m in [Method::POST, Method::PATCH, Method::CONNECT] {
+            assert!(!idempotent(&m), "{m}");
+        }
+    }
 }

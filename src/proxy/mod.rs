@@ -7,17 +7,21 @@ pub mod forward;
 pub mod headers;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::{header, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
+use tokio::sync::Semaphore;
 use tracing::info;
 
+use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use body::ProxyBody;
+use error::Failure;
 
 static X_BASCULE_UPSTREAM: HeaderName = HeaderName::from_static("x-bascule-upstream");
 static X_BASCULE_ATTEMPTS: HeaderName = HeaderName::from_static("x-bascule-attempts");
@@ -27,20 +31,65 @@ static X_BASCULE_ATTEMPTS: HeaderName = HeaderName::from_static("x-bascule-attem
 pub struct Proxy {
     table: Arc<ArcSwap<RoutingTable>>,
     metrics: Arc<Metrics>,
+    /// `limits.body_timeout`.
+    body_timeout: Duration,
+    /// `limits.body_buffer_per_connection`.
+    body_buffer: usize,
+    /// `limits.max_in_flight_per_connection`.
+    max_in_flight: usize,
 }
 
+/// One client connection as the request path sees it: the peer, and the connection's share of
+/// bascule's resources — how many of its requests may be in flight upstream at once (HTTP/2
+/// multiplexes; an HTTP/1.1 connection has one request at a time anyway) and how many bytes of
+/// request bodies it holds buffered.
+#[derive(Debug)]
+pub struct ClientConn {
+    /// The peer, for the forwarded headers.
+    pub peer: headers::Peer,
+    slots: Arc<Semaphore>,
+    buffered: AtomicUsize,
+}
+
+/// An HTTP/2 stream to reset rather than answer (its body stalled past `body_timeout`).
+#[derive(Debug, thiserror::Error)]
+#[error("request body stalled: stream reset")]
+pub struct Reset;
+
 impl Proxy {
-    /// A proxy serving whatever table `table` holds at each request, counting into `metrics`.
-    pub fn new(table: Arc<ArcSwap<RoutingTable>>, metrics: Arc<Metrics>) -> Proxy {
-        Proxy { table, metrics }
+    /// A proxy serving whatever table `table` holds at each request, counting into `metrics`,
+    /// with the per-connection limits of `limits` (fixed until restart).
+    pub fn new(table: Arc<ArcSwap<RoutingTable>>, metrics: Arc<Metrics>, limits: &Limits) -> Proxy {
+        Proxy {
+            table,
+            metrics,
+            body_timeout: limits.body_timeout,
+            body_buffer: limits.body_buffer_per_connection,
+            max_in_flight: limits.max_in_flight_per_connection,
+        }
     }
 
-    /// Handles one client request from `client`.
+    /// The metrics the proxy counts into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The request path's state of a new client connection from `addr`.
+    pub fn connection(&self, addr: SocketAddr, https: bool) -> ClientConn {
+        ClientConn {
+            peer: headers::Peer::new(addr, https),
+            slots: Arc::new(Semaphore::new(self.max_in_flight)),
+            buffered: AtomicUsize::new(0),
+        }
+    }
+
+    /// Handles one client request on `conn`; `Err` resets an HTTP/2 stream whose body stalled.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        client: &headers::Peer,
-    ) -> Response<ProxyBody> {
+        conn: &ClientConn,
+    ) -> Result<Response<ProxyBody>, Reset> {
+        let client = &conn.peer;
         let peer = client.addr;
         let start = Instant::now();
         // One snapshot for the whole request: a reload meanwhile does not affect it.
@@ -53,7 +102,7 @@ impl Proxy {
                 .unrouted()
                 .request(None, status, start.elapsed());
             access_log(&table, &parts, status, "-", "-", 0, start, peer);
-            return resp;
+            return Ok(resp);
         }
         // HTTP/2 carries the host in :authority; absolute-form HTTP/1 targets too.
         let received_host = match parts.uri.authority() {
@@ -79,7 +128,7 @@ impl Proxy {
                 start,
                 peer,
             );
-            return resp;
+            return Ok(resp);
         };
         let trusted = table
             .rewrite
@@ -100,7 +149,23 @@ impl Proxy {
             received_host.as_ref(),
             None,
         );
-        let (mut resp, report) = forward::forward(route, parts, body, received_host.clone()).await;
+        // An HTTP/2 connection's requests share its upstream slots; waiting for one holds no
+        // upstream resource (HTTP/1.1 has one request at a time: no slot needed).
+        let slot = match version {
+            http::Version::HTTP_2 => conn.slots.clone().acquire_owned().await.ok(),
+            _ => None,
+        };
+        let limits = forward::BodyLimits {
+            timeout: self.body_timeout,
+            buffered: &conn.buffered,
+            cap: self.body_buffer,
+        };
+        let (mut resp, report) =
+            forward::forward(route, parts, body, received_host.clone(), &limits).await;
+        if let Some(slot) = slot {
+            resp.body_mut().hold(slot);
+        }
+        let reset = version == http::Version::HTTP_2 && report.failure == Some(Failure::ClientBody);
         // The client's protocol version, whatever the upstream spoke.
         *resp.version_mut() = version;
         let answered = report.pick.map(|p| route.index(p));
@@ -132,7 +197,10 @@ impl Proxy {
                 peer = %peer,
             );
         }
-        resp
+        if reset {
+            return Err(Reset);
+        }
+        Ok(resp)
     }
 }
 

@@ -33,10 +33,11 @@ pub struct Upstream {
     pub health: Arc<Health>,
     /// URI scheme for requests to it.
     pub scheme: UriScheme,
-    /// The Host header to send when `spec.host` is set.
-    pub host_header: Option<HeaderValue>,
-    /// The URI authority for requests when `spec.host` is set (HTTP/2 `:authority`).
-    pub host_authority: Option<Authority>,
+    /// The Host to send when `spec.host` is set.
+    pub host: Option<HostName>,
+    /// The address's own Host (`host[:port]`, the port left out when it is the scheme's), sent
+    /// when neither `spec.host` nor the client gives one.
+    pub address_host: HostName,
     /// `x-bascule-upstream` value.
     pub name_header: HeaderValue,
     /// Attempt counters (`bascule_upstream_attempts_total`).
@@ -60,17 +61,13 @@ impl Upstream {
         metrics: UpstreamMetrics,
     ) -> Result<Upstream, String> {
         let client = client::build(&spec, dns)?;
-        let host_header = match &spec.host {
-            Some(h) => Some(HeaderValue::from_str(h).map_err(|e| format!("host {h:?}: {e}"))?),
+        let host = match &spec.host {
+            Some(h) => Some(HostName::parse(h).ok_or_else(|| format!("invalid host {h:?}"))?),
             None => None,
         };
-        let host_authority = match &spec.host {
-            Some(h) => Some(
-                h.parse::<Authority>()
-                    .map_err(|e| format!("host {h:?}: {e}"))?,
-            ),
-            None => None,
-        };
+        let own = spec.address.authority_for_host();
+        let address_host =
+            HostName::parse(&own).ok_or_else(|| format!("invalid address host {own:?}"))?;
         let name_header =
             HeaderValue::from_str(&spec.name).map_err(|e| format!("name {:?}: {e}", spec.name))?;
         let scheme = match spec.address.scheme {
@@ -81,8 +78,8 @@ impl Upstream {
             client,
             health: Arc::new(Health::new(&spec.name, &spec.passive, signals)),
             scheme,
-            host_header,
-            host_authority,
+            host,
+            address_host,
             name_header,
             metrics,
             spec,
@@ -92,6 +89,33 @@ impl Upstream {
     /// The upstream's name.
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+}
+
+/// A Host header value and the same name as a URI authority (HTTP/2 sends `:authority`).
+#[derive(Debug, Clone)]
+pub struct HostName {
+    /// For the `Host` header.
+    pub header: HeaderValue,
+    /// For the request URI.
+    pub authority: Authority,
+}
+
+impl HostName {
+    /// `s` as both forms; None when it is not a valid authority.
+    pub fn parse(s: &str) -> Option<HostName> {
+        Some(HostName {
+            header: HeaderValue::from_str(s).ok()?,
+            authority: s.parse().ok()?,
+        })
+    }
+
+    /// A Host header as received, if it is also a valid authority.
+    pub fn from_header(h: &HeaderValue) -> Option<HostName> {
+        Some(HostName {
+            header: h.clone(),
+            authority: Authority::try_from(h.as_bytes()).ok()?,
+        })
     }
 }
 
@@ -113,6 +137,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// The upstream of `pick` (a pick from this route's own plan).
+    pub fn upstream(&self, pick: crate::select::Pick) -> &Arc<Upstream> {
+        &self.tiers[usize::from(pick.tier)][usize::from(pick.member)]
+    }
+
     /// The position of the upstream of `pick` among all the route's upstreams, tier by tier.
     pub fn index(&self, pick: crate::select::Pick) -> usize {
         self.offsets

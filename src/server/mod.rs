@@ -26,8 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::config::Limits;
-use crate::proxy::headers::Peer;
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, Reset};
 use crate::routing::RoutingTable;
 use clock::{ActiveRequest, Clock, Expiry, Tracked, Watched};
 
@@ -78,7 +77,11 @@ impl Server {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(256)
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            // Response data queued per stream beyond the client's window (hyper's default is
+            // 400 KiB): a client that opens many streams and never reads holds at most this
+            // much per stream until `send_timeout` cuts it.
+            .max_send_buf_size(64 << 10)
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .max_pending_accept_reset_streams(Some(64))
             .max_local_error_reset_streams(Some(256));
@@ -104,6 +107,7 @@ impl Server {
         tls: Option<TlsAcceptor>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let mut backoff = Backoff::default();
         loop {
             let permit = tokio::select! {
                 p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -113,14 +117,20 @@ impl Server {
                 r = listener.accept() => match r {
                     Ok(c) => c,
                     Err(e) => {
-                        // EMFILE and friends: back off briefly rather than spin.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        // Out of descriptors or memory: the pending connection stays queued;
+                        // back off exponentially rather than spin, and say so once per burst.
+                        if crate::resources::is_exhaustion(&e) {
+                            self.proxy.metrics().local_error("accept");
+                        }
+                        if let Some(pause) = backoff.failed(&e) {
+                            tokio::time::sleep(pause).await;
+                        }
                         continue;
                     }
                 },
                 _ = stopping(&mut shutdown) => break,
             };
+            backoff.succeeded();
             let conn = ConnTask {
                 proxy: self.proxy.clone(),
                 limits: self.limits.clone(),
@@ -143,6 +153,51 @@ impl Server {
         tokio::time::timeout(grace, self.slots.acquire_many(all))
             .await
             .is_ok()
+    }
+}
+
+/// Accept failures in a burst: local exhaustion backs off exponentially (10 ms doubling to
+/// 1 s); the first failure of a burst is logged, the rest counted and summed up when accepting
+/// works again.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u64,
+    pause: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    /// Records a failed accept; returns how long to pause before the next one.
+    fn failed(&mut self, e: &io::Error) -> Option<Duration> {
+        self.failures += 1;
+        let local = crate::resources::is_exhaustion(e);
+        if self.failures == 1 {
+            if local {
+                warn!(error = %e, "accept failed: bascule is out of file descriptors or memory; backing off (further failures are counted, not logged)");
+            } else {
+                debug!(error = %e, "accept failed");
+            }
+        }
+        if !local {
+            // A connection reset before it was accepted, say: nothing to wait for.
+            return None;
+        }
+        self.pause = (self.pause * 2).clamp(Self::FIRST, Self::MAX);
+        Some(self.pause)
+    }
+
+    /// Records a successful accept, ending a burst of failures.
+    fn succeeded(&mut self) {
+        if self.failures > 1 {
+            warn!(
+                failures = self.failures,
+                "accepting again after a burst of accept failures"
+            );
+        }
+        self.failures = 0;
+        self.pause = Duration::ZERO;
     }
 }
 
@@ -222,17 +277,14 @@ impl ConnTask {
         });
         let proxy = self.proxy.clone();
         let svc_clock = clock.clone();
-        let client = Arc::new(Peer::new(peer, https));
+        let client = Arc::new(proxy.connection(peer, https));
         let service = service_fn(move |req: Request<Incoming>| {
             let proxy = proxy.clone();
             let client = client.clone();
             let active = ActiveRequest::begin(svc_clock.clone());
             async move {
-                let resp = proxy.handle(req, &client).await;
-                Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked {
-                    inner: b,
-                    _active: active,
-                }))
+                let resp = proxy.handle(req, &client).await?;
+                Ok::<_, Reset>(resp.map(|b| Tracked::new(b, active)))
             }
         });
         let builder = match protocol {
@@ -242,8 +294,8 @@ impl ConnTask {
         };
         let conn = builder.serve_connection(io, service);
         tokio::pin!(conn);
-        // One timer per connection, re-armed only when it fires or when a head begins before
-        // the armed time; requests themselves never touch it.
+        // One timer per connection, re-armed only when it fires or when a new deadline falls
+        // before the armed time; requests themselves never touch it.
         let sleep = tokio::time::sleep_until(clock.arm());
         tokio::pin!(sleep);
         let mut closing = false;
@@ -255,10 +307,10 @@ impl ConnTask {
                     }
                     return;
                 }
-                _ = clock.rearm.notified(), if !closing => {
+                _ = clock.rearm.notified() => {
                     sleep.as_mut().reset(clock.arm());
                 }
-                _ = sleep.as_mut(), if !closing => {
+                _ = sleep.as_mut() => {
                     match clock.expired() {
                         Some(Expiry::Head) => {
                             debug!(%peer, "request head not received in time; closing");
@@ -266,13 +318,22 @@ impl ConnTask {
                         }
                         Some(Expiry::Idle) => {
                             conn.as_mut().graceful_shutdown();
+                            clock.close();
                             closing = true;
+                            sleep.as_mut().reset(clock.arm());
+                        }
+                        Some(Expiry::Send) => {
+                            // Dropping the connection drops its responses' bodies, which frees
+                            // the upstream connections serving them.
+                            debug!(%peer, "client accepted no response bytes within send_timeout; closing");
+                            return;
                         }
                         None => sleep.as_mut().reset(clock.arm()),
                     }
                 }
                 _ = stopping(&mut self.shutdown), if !closing => {
                     conn.as_mut().graceful_shutdown();
+                    clock.close();
                     closing = true;
                 }
             }
