@@ -266,14 +266,17 @@ async fn overrides_survive_a_reload_while_their_upstream_or_route_exists() {
             .upstream("other", &other)
             .route("www", &["*"], "/", r#"["cdn", "backup", "origin"]"#)
             .route("api", &["api.example.com"], "/", r#"["other"]"#);
+        // The in-place write and SIGHUP may each reload (SIGHUP always applies): wait for
+        // either, not for one generation number.
         proxy.rewrite(&changed);
         proxy.hup();
         proxy
             .wait_status(Duration::from_secs(3), "reloaded", |s| {
-                s["config"]["generation"] == 2
+                s["config"]["generation"].as_u64() >= Some(2)
             })
             .await;
         let s = proxy.status().await;
+        let generation = s["config"]["generation"].as_u64().unwrap_or(0);
         let backup_st = s["upstreams"]
             .as_array()
             .and_then(|a| a.iter().find(|u| u["name"] == "backup"))
@@ -288,7 +291,7 @@ async fn overrides_survive_a_reload_while_their_upstream_or_route_exists() {
         proxy.hup();
         proxy
             .wait_status(Duration::from_secs(3), "reloaded again", |s| {
-                s["config"]["generation"] == 3
+                s["config"]["generation"].as_u64() > Some(generation)
             })
             .await;
         assert_eq!(active(&proxy).await, 2, "www keeps its pin");

@@ -69,6 +69,8 @@ pub struct ProxyConfig {
     configmap: bool,
     /// `[[tls.certificates]]` (cert, key paths); any makes an HTTPS listener.
     certs: Vec<(PathBuf, PathBuf)>,
+    /// The open-files limit (soft and hard) the process starts with.
+    nofile: Option<u64>,
 }
 
 /// The ports a test proxy listens on.
@@ -105,6 +107,12 @@ impl ProxyConfig {
     /// Adds a `[[tls.certificates]]` entry (and with the first, an HTTPS listener).
     pub fn certificate(mut self, cert: &Path, key: &Path) -> ProxyConfig {
         self.certs.push((cert.to_path_buf(), key.to_path_buf()));
+        self
+    }
+
+    /// Starts the process with at most `n` open files (soft and hard limit, as `prlimit`).
+    pub fn open_files(mut self, n: u64) -> ProxyConfig {
+        self.nofile = Some(n);
         self
     }
 
@@ -245,7 +253,25 @@ impl Bascule {
             } else {
                 dir.write("bascule.toml", &text)
             };
-            let child = Command::new(BIN)
+            let mut cmd = Command::new(BIN);
+            if let Some(n) = config.nofile {
+                use std::os::unix::process::CommandExt as _;
+                // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let lim = libc::rlimit {
+                            rlim_cur: n,
+                            rlim_max: n,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::last_os_error())
+                        }
+                    });
+                }
+            }
+            let child = cmd
                 .arg("run")
                 .arg("-c")
                 .arg(&path)

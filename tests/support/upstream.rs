@@ -56,6 +56,8 @@ enum Knob {
     Headers(Vec<(String, String)>),
     /// 200 with this many chunks "chunk I\n", the first at once, then one per delay.
     Drip(usize, Duration),
+    /// The inner behaviour for requests to this path; 200 "ok from NAME" for the rest.
+    OnPath(String, Box<Knob>),
 }
 
 /// One request as a fake upstream received it.
@@ -154,6 +156,20 @@ impl FakeUpstream {
     /// `delay` (a streamed response).
     pub async fn drip(name: &str, chunks: usize, delay: Duration) -> FakeUpstream {
         Self::serve(name, Knob::Drip(chunks, delay)).await
+    }
+
+    /// Answers `code` to requests for `path`, 200 "ok from NAME" to the rest (one failing page).
+    pub async fn status_on(name: &str, path: &str, code: u16) -> FakeUpstream {
+        Self::serve(
+            name,
+            Knob::OnPath(path.into(), Box::new(Knob::Status(code))),
+        )
+        .await
+    }
+
+    /// Never answers requests for `path`; 200 "ok from NAME" to the rest.
+    pub async fn hang_on(name: &str, path: &str) -> FakeUpstream {
+        Self::serve(name, Knob::OnPath(path.into(), Box::new(Knob::Hang))).await
     }
 
     /// Binds a port, then closes it: connecting there is refused.
@@ -262,6 +278,11 @@ async fn handle(
     if req.uri().path() == HEALTH_PATH {
         return Ok(text(StatusCode::OK, &name, "healthy".into()));
     }
+    let knob = match knob {
+        Knob::OnPath(path, inner) if req.uri().path() == path => *inner,
+        Knob::OnPath(..) => Knob::Ok,
+        other => other,
+    };
     state.hits.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = req.into_parts();
     // A broken client body is kept as what arrived before the break.
@@ -313,6 +334,7 @@ async fn handle(
             }
             r
         }
+        Knob::OnPath(..) => unreachable!("resolved above"),
         Knob::Drip(chunks, delay) => {
             let (tx, rx) = mpsc::channel(1);
             tokio::spawn(async move {
