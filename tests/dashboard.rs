@@ -171,7 +171,7 @@ async fn the_dashboard_shows_a_failover_a_drain_and_the_events_in_a_real_browser
             .admin_post("/upstreams/origin/drain", r#"{"reason":"test"}"#)
             .await;
         assert_eq!(code, 200, "{body}");
-        let demo_status = get(proxy.admin, "admin", "/demo").await.status;
+        let demo_status = support::admin_get(proxy.admin, "/demo").await.status;
 
         // A little traffic while the browser watches, for the rate charts (api: all 5xx).
         let addr = proxy.addr;
@@ -266,7 +266,7 @@ async fn the_page_needs_no_token_but_the_api_does_and_the_page_asks_for_it() {
             .route("www", &["*"], "/", r#"["origin"]"#)
             .start()
             .await;
-        let page = get(proxy.admin, "admin", "/").await;
+        let page = support::admin_get(proxy.admin, "/").await;
         assert_eq!(page.status, 200);
         assert!(
             page.header("content-type").starts_with("text/html"),
@@ -280,7 +280,7 @@ async fn the_page_needs_no_token_but_the_api_does_and_the_page_asks_for_it() {
             page.headers
         );
         assert!(page.text().contains("id=\"events\""));
-        assert_eq!(get(proxy.admin, "admin", "/status").await.status, 401);
+        assert_eq!(support::admin_get(proxy.admin, "/status").await.status, 401);
 
         // In a browser, the page asks for the token instead of showing data.
         let dir = TempDir::new();
