@@ -1,6 +1,6 @@
-//! Who may use the admin API (DESIGN §7.6): the rules that refuse a browser's request the
-//! admin API did not ask for — a foreign web page, or one reached through DNS rebinding.
-//! Pure functions over the request head, tested in-file.
+//! Who may use the admin API (DESIGN §5, §7.6): the rules that refuse a browser's request the
+//! admin API did not ask for — a foreign web page, or one reached through DNS rebinding —
+//! and the bearer-token comparison. Pure functions over the request head, tested in-file.
 //!
 //! A page on another site can make the operator's browser send simple requests (forms,
 //! `text/plain` bodies) to `127.0.0.1:9901`, and a page whose name it rebinds to 127.0.0.1
@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use http::request::Parts;
 use http::{header, HeaderMap, Method, StatusCode, Version};
+use sha2::{Digest, Sha256};
 
 /// Why a request was refused before it reached an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +82,32 @@ pub fn check(req: &Parts, hosts: &[String]) -> Result<(), Refusal> {
         json_content(&req.headers)?;
     }
     Ok(())
+}
+
+/// The bearer-token rule: true when no token is configured, or `Authorization: Bearer T`
+/// carries it.
+pub fn authorized(headers: &HeaderMap, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    tokens_match(given.trim().as_bytes(), token.as_bytes())
+}
+
+/// Compares SHA-256 digests of both tokens, all 32 bytes: hashing the given token takes time
+/// by its own length and the configured one's digest costs the same on every request, so the
+/// timing shows neither where the tokens differ nor how long the configured one is.
+fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
+    let (a, b) = (Sha256::digest(given), Sha256::digest(expected));
+    let diff = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 /// A parsed `host[:port]`.
@@ -317,5 +344,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("[admin] hosts"), "{msg}");
+    }
+
+    #[test]
+    fn tokens_compare_whole_whatever_their_lengths() {
+        assert!(tokens_match(b"secret", b"secret"));
+        assert!(!tokens_match(b"secret", b"secreT"));
+        assert!(!tokens_match(b"secret", b"secret2"));
+        assert!(!tokens_match(b"secre", b"secret"));
+        assert!(!tokens_match(b"", b"x"));
+    }
+
+    #[test]
+    fn the_token_rule_reads_a_bearer_header() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().expect("value"));
+            h
+        };
+        assert!(authorized(&HeaderMap::new(), None));
+        assert!(!authorized(&HeaderMap::new(), Some("s3cret")));
+        assert!(authorized(&with("Bearer s3cret"), Some("s3cret")));
+        assert!(!authorized(&with("Bearer s3cre"), Some("s3cret")));
+        assert!(!authorized(&with("Basic s3cret"), Some("s3cret")));
     }
 }
