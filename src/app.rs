@@ -105,6 +105,7 @@ impl App {
                     Outcome::Unchanged => Err("unreachable: an admin reload always applies".into()),
                 }),
                 token: config.admin.token.clone(),
+                hosts: config.admin.hosts.clone(),
                 demo,
             };
             loops.push(tokio::spawn(api.serve(l, shutdown_rx.clone())));

@@ -2,7 +2,7 @@
 //! two simulated CDNs (each marking its answers with its name), writes a config with the three
 //! tiers and fast health checks, and runs the proxy with its admin API and dashboard. Each
 //! simulated upstream can be broken (refuse connections, hang, answer 503) and healed from
-//! the dashboard or with `POST /demo/NAME/MODE` on the admin API. `serve_one` runs a single
+//! the dashboard or with a JSON `POST /demo/NAME/MODE` on the admin API. `serve_one` runs a single
 //! simulated upstream (`bascule demo-upstream`), for the compose demo's containers.
 
 use std::collections::BTreeMap;

@@ -26,7 +26,8 @@
 //! - [`client`]: pooled upstream connections: DNS cache, connect deadline, TLS.
 //! - [`server`]: listeners, connection limits and timeouts, graceful shutdown.
 //! - [`reload`]: reload triggers (file watch, poll, SIGHUP, admin) and the validate-then-swap.
-//! - [`admin`], [`metrics`]: the admin API (`/status`, `/metrics`, `/reload`, overrides).
+//! - [`admin`], [`metrics`]: the admin API (`/status`, `/metrics`, `/reload`, overrides), its
+//!   guard against browsers it did not serve (`admin::guard`), and the bearer token.
 //! - [`resources`]: the open-files limit, and telling local resource exhaustion from an
 //!   upstream's failure.
 //! - [`demo`]: `bascule demo`'s simulated origin and CDNs.

@@ -298,9 +298,9 @@ fn demo(listen: std::net::SocketAddr, admin: std::net::SocketAddr) -> anyhow::Re
              \x20 config      {}   (edit it: it reloads by itself)\n\n\
              Try:\n\
              \x20 curl -si http://{listen}/ | grep -i -e x-bascule -e x-served-by\n\
-             \x20 curl -s -XPOST http://{admin}/demo/primary-cdn/refuse     # or hang, 503\n\
+             \x20 curl -s -XPOST -H 'Content-Type: application/json' http://{admin}/demo/primary-cdn/refuse  # or hang, 503\n\
              \x20 bascule status --admin http://{admin}\n\
-             \x20 curl -s -XPOST http://{admin}/demo/primary-cdn/ok         # heal: back after 5 s\n\
+             \x20 curl -s -XPOST -H 'Content-Type: application/json' http://{admin}/demo/primary-cdn/ok      # heal: back after 5 s\n\
              \x20 (the dashboard has the same buttons)\n\nCtrl-C stops the demo.\n",
             path.display()
         );

@@ -43,15 +43,27 @@ impl Browser {
     /// time, writes a 1280×1000 screenshot to `screenshot` and returns the DOM as it is then.
     /// Runs on the blocking pool, so the runtime keeps serving the fake upstreams meanwhile.
     async fn load(&self, url: String, dir: &Path, screenshot: &Path) -> String {
+        self.load_with(url, dir, screenshot, &[]).await
+    }
+
+    /// `load` with extra chromium flags.
+    async fn load_with(
+        &self,
+        url: String,
+        dir: &Path,
+        screenshot: &Path,
+        flags: &[&str],
+    ) -> String {
         let (exe, dir, shot) = (self.0.clone(), dir.to_owned(), screenshot.to_owned());
-        tokio::task::spawn_blocking(move || run_chromium(&exe, &url, &dir, &shot))
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        tokio::task::spawn_blocking(move || run_chromium(&exe, &url, &dir, &shot, &flags))
             .await
             .expect("browser task")
     }
 }
 
 /// One headless chromium run (blocking); killed, by its PID, if it overruns `BROWSER_LIMIT`.
-fn run_chromium(exe: &Path, url: &str, dir: &Path, screenshot: &Path) -> String {
+fn run_chromium(exe: &Path, url: &str, dir: &Path, screenshot: &Path, flags: &[String]) -> String {
     let dom_file = dir.join("dom.html");
     let log_file = dir.join("chromium.log");
     let mut child = Command::new(exe)
@@ -68,6 +80,7 @@ fn run_chromium(exe: &Path, url: &str, dir: &Path, screenshot: &Path) -> String 
         ])
         .arg(format!("--user-data-dir={}", dir.join("profile").display()))
         .arg(format!("--screenshot={}", screenshot.display()))
+        .args(flags)
         .arg(url)
         .stdin(Stdio::null())
         .stdout(File::create(&dom_file).expect("dom file"))
@@ -171,7 +184,7 @@ async fn the_dashboard_shows_a_failover_a_drain_and_the_events_in_a_real_browser
             .admin_post("/upstreams/origin/drain", r#"{"reason":"test"}"#)
             .await;
         assert_eq!(code, 200, "{body}");
-        let demo_status = get(proxy.admin, "admin", "/demo").await.status;
+        let demo_status = support::admin_get(proxy.admin, "/demo").await.status;
 
         // A little traffic while the browser watches, for the rate charts (api: all 5xx).
         let addr = proxy.addr;
@@ -266,7 +279,7 @@ async fn the_page_needs_no_token_but_the_api_does_and_the_page_asks_for_it() {
             .route("www", &["*"], "/", r#"["origin"]"#)
             .start()
             .await;
-        let page = get(proxy.admin, "admin", "/").await;
+        let page = support::admin_get(proxy.admin, "/").await;
         assert_eq!(page.status, 200);
         assert!(
             page.header("content-type").starts_with("text/html"),
@@ -280,7 +293,7 @@ async fn the_page_needs_no_token_but_the_api_does_and_the_page_asks_for_it() {
             page.headers
         );
         assert!(page.text().contains("id=\"events\""));
-        assert_eq!(get(proxy.admin, "admin", "/status").await.status, 401);
+        assert_eq!(support::admin_get(proxy.admin, "/status").await.status, 401);
 
         // In a browser, the page asks for the token instead of showing data.
         let dir = TempDir::new();
@@ -292,6 +305,73 @@ async fn the_page_needs_no_token_but_the_api_does_and_the_page_asks_for_it() {
         assert!(!login.contains(" hidden"), "token form hidden:\n{dom}");
         let (_, body_tag) = start_tag(&dom, "<body").expect("a body");
         assert_eq!(attr(body_tag, "data-ready"), None, "{dom}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_page_from_elsewhere_cannot_drive_the_admin_api_through_the_browser() {
+    let browser = Browser::find();
+    bounded(LIMIT, async {
+        let origin = FakeUpstream::ok("origin").await;
+        let proxy = ProxyConfig::new()
+            .admin("")
+            .upstream("origin", &origin)
+            .route("www", &["*"], "/", r#"["origin"]"#)
+            .start()
+            .await;
+        // A page from outside (here a local file: `Origin: null`) auto-submitting a text/plain
+        // form whose body reads as JSON (`{"reason": "pwned="}`), the classic way to forge a
+        // JSON POST without CORS.
+        let dir = TempDir::new();
+        let attack = dir.write(
+            "attack.html",
+            &format!(
+                "<!doctype html><html><body>\
+                 <form method=\"POST\" enctype=\"text/plain\" \
+                 action=\"http://{}/upstreams/origin/drain\">\
+                 <input name='{{\"reason\": \"pwned' value='\"}}'></form>\
+                 <script>document.forms[0].submit()</script></body></html>",
+                proxy.admin
+            ),
+        );
+        let dom = browser
+            .load(
+                format!("file://{}", attack.display()),
+                dir.path(),
+                &dir.path().join("attack.png"),
+            )
+            .await;
+        assert!(dom.contains("cross-origin request refused"), "{dom}");
+        assert_eq!(proxy.upstream_status("origin").await["state"], "healthy");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rebound_name_gets_no_dashboard_and_no_data() {
+    let browser = Browser::find();
+    bounded(LIMIT, async {
+        let origin = FakeUpstream::ok("origin").await;
+        let proxy = ProxyConfig::new()
+            .admin("")
+            .upstream("origin", &origin)
+            .route("www", &["*"], "/", r#"["origin"]"#)
+            .start()
+            .await;
+        // DNS rebinding: the attacker's name now resolves to the admin API's address, which
+        // makes its page same-origin with whatever answers there.
+        let dir = TempDir::new();
+        let dom = browser
+            .load_with(
+                format!("http://rebound.example:{}/", proxy.admin.port()),
+                dir.path(),
+                &dir.path().join("rebound.png"),
+                &["--host-resolver-rules=MAP rebound.example 127.0.0.1"],
+            )
+            .await;
+        assert!(dom.contains("is not a name of this admin API"), "{dom}");
+        assert!(!dom.contains("id=\"events\""), "{dom}");
     })
     .await;
 }

@@ -99,12 +99,11 @@ async fn the_demo_fails_over_when_its_primary_breaks_and_back_when_healed() {
         assert!(table.contains("0 (primary-cdn)"), "{table}");
 
         // The dashboard's demo panel and the README's command use this endpoint.
-        let r = support::request(
+        let r = support::admin_request(
             admin,
             http::Method::POST,
-            "admin",
             "/demo/primary-cdn/refuse",
-            &[],
+            &[("content-type", "application/json")],
             "",
         )
         .await;
@@ -124,12 +123,11 @@ async fn the_demo_fails_over_when_its_primary_breaks_and_back_when_healed() {
             serde_json::from_str(&status(admin, true).await).expect("--json prints /status");
         assert_eq!(json["routes"][0]["active_tier"], 1);
 
-        let r = support::request(
+        let r = support::admin_request(
             admin,
             http::Method::POST,
-            "admin",
             "/demo/primary-cdn/ok",
-            &[],
+            &[("content-type", "application/json")],
             "",
         )
         .await;
@@ -140,12 +138,11 @@ async fn the_demo_fails_over_when_its_primary_breaks_and_back_when_healed() {
             took >= Duration::from_secs(4),
             "failed back after {took:?}, before failback_delay"
         );
-        let r = support::request(
+        let r = support::admin_request(
             admin,
             http::Method::POST,
-            "admin",
             "/demo/nope/refuse",
-            &[],
+            &[("content-type", "application/json")],
             "",
         )
         .await;

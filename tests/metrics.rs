@@ -16,7 +16,7 @@ type Samples = HashMap<String, f64>;
 /// Parses the exposition with `prometheus_client.parser` and returns every sample; panics with
 /// the parser's complaint when Prometheus would reject the text.
 async fn scrape(proxy: &Bascule) -> Samples {
-    let r = get(proxy.admin, "admin", "/metrics").await;
+    let r = support::admin_get(proxy.admin, "/metrics").await;
     assert_eq!(r.status, 200);
     assert!(
         r.header("content-type").starts_with("text/plain"),

@@ -188,24 +188,22 @@ async fn with_a_token_every_admin_request_must_carry_it() {
             .route("www", &["*"], "/", r#"["origin"]"#)
             .start()
             .await;
-        let r = get(proxy.admin, "admin", "/status").await;
+        let r = support::admin_get(proxy.admin, "/status").await;
         assert_eq!(r.status, 401);
         assert_eq!(r.header("www-authenticate"), "Bearer");
         assert_eq!(proxy.admin_post("/upstreams/origin/drain", "").await.0, 401);
-        let r = support::request(
+        let r = support::admin_request(
             proxy.admin,
             http::Method::GET,
-            "admin",
             "/status",
             &[("authorization", "Bearer wrong")],
             "",
         )
         .await;
         assert_eq!(r.status, 401);
-        let r = support::request(
+        let r = support::admin_request(
             proxy.admin,
             http::Method::GET,
-            "admin",
             "/status",
             &[("authorization", "Bearer s3cret")],
             "",
@@ -217,7 +215,10 @@ async fn with_a_token_every_admin_request_must_carry_it() {
             "healthy"
         );
         // Every endpoint but the dashboard's page.
-        assert_eq!(get(proxy.admin, "admin", "/metrics").await.status, 401);
+        assert_eq!(
+            support::admin_get(proxy.admin, "/metrics").await.status,
+            401
+        );
         assert_eq!(proxy.admin_post("/reload", "").await.0, 401);
         assert_eq!(
             proxy
@@ -226,17 +227,19 @@ async fn with_a_token_every_admin_request_must_carry_it() {
                 .0,
             401
         );
-        assert_eq!(get(proxy.admin, "admin", "/").await.status, 200);
+        assert_eq!(support::admin_get(proxy.admin, "/").await.status, 200);
         for (method, path) in [
             (http::Method::GET, "/metrics"),
             (http::Method::POST, "/reload"),
         ] {
-            let r = support::request(
+            let r = support::admin_request(
                 proxy.admin,
                 method,
-                "admin",
                 path,
-                &[("authorization", "Bearer s3cret")],
+                &[
+                    ("authorization", "Bearer s3cret"),
+                    ("content-type", "application/json"),
+                ],
                 "",
             )
             .await;

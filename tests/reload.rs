@@ -165,7 +165,7 @@ async fn an_invalid_file_keeps_the_running_table_and_is_reported_until_fixed() {
             body["error"].as_str().unwrap_or("").contains("nowhere"),
             "{body}"
         );
-        let m = support::get(proxy.admin, "admin", "/metrics").await.text();
+        let m = support::admin_get(proxy.admin, "/metrics").await.text();
         assert!(
             m.contains("bascule_config_reloads_total{result=\"error\"} 2"),
             "{m}"
@@ -176,7 +176,7 @@ async fn an_invalid_file_keeps_the_running_table_and_is_reported_until_fixed() {
         let st = proxy.status().await;
         assert!(st["config"]["last_error"].is_null());
         assert_eq!(st["config"]["generation"], 2);
-        let m = support::get(proxy.admin, "admin", "/metrics").await.text();
+        let m = support::admin_get(proxy.admin, "/metrics").await.text();
         assert!(
             m.contains("bascule_config_reloads_total{result=\"success\"} 1"),
             "{m}"

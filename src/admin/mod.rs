@@ -1,8 +1,10 @@
 //! The admin API on `[admin] listen` (DESIGN §5): `/status`, `/reload`, drain/undrain and
-//! pin/unpin, behind the bearer-token rule. Plain HTTP/1.1, JSON answers; never on the
-//! request path of proxied traffic.
+//! pin/unpin, behind the rules of `guard` (browsers it did not serve, DESIGN §7.6) and the
+//! bearer-token rule. Plain HTTP/1.1, JSON answers; never on the request path of proxied
+//! traffic.
 
 pub mod client;
+pub mod guard;
 pub mod status;
 
 use std::convert::Infallible;
@@ -57,6 +59,8 @@ pub struct AdminApi {
     pub reload: ReloadFn,
     /// Bearer token every request but the dashboard page must carry, when set.
     pub token: Option<String>,
+    /// `[admin] hosts`: names accepted in `Host` besides `localhost` and IP addresses.
+    pub hosts: Vec<String>,
     /// `bascule demo`'s simulated upstreams (`/demo`); None outside the demo.
     pub demo: Option<Arc<dyn DemoControl>>,
 }
@@ -99,11 +103,15 @@ impl AdminApi {
     /// Answers one admin request.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Answer {
         let (parts, body) = req.into_parts();
+        if let Err(refusal) = guard::check(&parts, &self.hosts) {
+            debug!(method = %parts.method, path = %parts.uri.path(), %refusal, %peer, "admin request refused");
+            return json_answer(refusal.status(), &json!({ "error": refusal.to_string() }));
+        }
         // The dashboard's page holds no data: it asks for the token when the API says 401.
-        if parts.method == Method::GET && matches!(parts.uri.path(), "/" | "/index.html") {
+        if guard::is_dashboard_page(&parts.method, parts.uri.path()) {
             return dashboard();
         }
-        if !self.authorized(&parts.headers) {
+        if !guard::authorized(&parts.headers, self.token.as_deref()) {
             let mut r = json_answer(
                 StatusCode::UNAUTHORIZED,
                 &json!({"error": "missing or wrong bearer token"}),
@@ -143,18 +151,6 @@ impl AdminApi {
         };
         debug!(method = %parts.method, path = %parts.uri.path(), status = answer.status().as_u16(), %peer, "admin request");
         answer
-    }
-
-    fn authorized(&self, headers: &http::HeaderMap) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        constant_time_eq(given.trim().as_bytes(), token.as_bytes())
     }
 
     fn status(&self) -> Answer {
@@ -206,6 +202,10 @@ impl AdminApi {
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        r.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
         );
         r
     }
@@ -271,7 +271,8 @@ impl AdminApi {
     }
 }
 
-/// The dashboard: one self-contained page (no external assets) that reads the admin API.
+/// The dashboard: one self-contained page (no external assets) that reads the admin API, and
+/// that no other page may frame (clickjacking its buttons).
 fn dashboard() -> Answer {
     let mut r = Response::new(Full::new(Bytes::from_static(include_bytes!(
         "dashboard.html"
@@ -286,8 +287,13 @@ fn dashboard() -> Answer {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
             "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-             connect-src 'self'; img-src data:",
+             connect-src 'self'; img-src data:; frame-ancestors 'none'",
         ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     r
 }
@@ -359,23 +365,9 @@ pub fn json_answer<T: serde::Serialize>(status: StatusCode, value: &T) -> Answer
     );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     r
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
 }

@@ -69,6 +69,10 @@ pub struct Admin {
     pub listen: Option<Text>,
     /// Bearer token; required for a non-loopback address. Default: none.
     pub token: Option<Text>,
+    /// Host names (no port) the admin API answers to besides `localhost` and IP addresses,
+    /// e.g. a Service name; any other name in `Host` is refused (DNS rebinding). Default: [].
+    #[serde(default)]
+    pub hosts: Vec<Text>,
 }
 
 /// `[limits]`.

@@ -64,6 +64,9 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// Bearer token every admin request must carry, when set.
     pub token: Option<String>,
+    /// Host names, lowercase without a trailing dot, accepted in `Host` besides `localhost`
+    /// and IP addresses.
+    pub hosts: Vec<String>,
 }
 
 /// Connection limits for client connections.

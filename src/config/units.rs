@@ -1,5 +1,5 @@
-//! Small value parsers for the config file: durations, sizes, status sets, CIDRs and `${VAR}`
-//! expansion. Pure functions returning a message; `validate` adds the position.
+//! Small value parsers for the config file: durations, sizes, status sets, CIDRs, host names
+//! and `${VAR}` expansion. Pure functions returning a message; `validate` adds the position.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -153,6 +153,32 @@ impl Cidr {
     }
 }
 
+/// Parses a host name without a port (`admin.internal`), as the admin API compares it with
+/// `Host`: lowercase, a trailing dot removed. IP addresses are refused (the admin API accepts
+/// every IP literal anyway), as are ports and wildcards.
+pub fn host_name(text: &str) -> Result<String, String> {
+    let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    if name.trim_matches(['[', ']']).parse::<IpAddr>().is_ok() {
+        return Err(format!(
+            "{text:?} is an IP address; IP addresses are always accepted, list host names only"
+        ));
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "invalid host name {text:?}: letters, digits, '-', '_' and '.', with no port or \
+             wildcard (e.g. \"admin.internal\")"
+        ));
+    }
+    Ok(name)
+}
+
 /// Replaces each `${NAME}` with the environment variable NAME, looked up through `lookup`.
 /// An unset variable is an error naming it; `$$` stands for a literal `$`.
 pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -236,6 +262,25 @@ mod tests {
         assert!(Cidr::parse("::1").unwrap().contains(ip("::1")));
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("nope").is_err());
+    }
+
+    #[test]
+    fn host_names_are_lowercased_and_refuse_ports_addresses_and_wildcards() {
+        assert_eq!(host_name("Admin.Internal."), Ok("admin.internal".into()));
+        assert_eq!(host_name("bascule-admin"), Ok("bascule-admin".into()));
+        for bad in [
+            "",
+            "admin.internal:9901",
+            "*.internal",
+            "a..b",
+            "-admin",
+            "has space",
+            "10.0.0.1",
+            "[::1]",
+            "::1",
+        ] {
+            assert!(host_name(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -276,10 +276,16 @@ impl<'a> Checker<'a> {
                 ),
             );
         }
+        let hosts = a
+            .hosts
+            .iter()
+            .filter_map(|h| self.value(h, "admin.hosts", units::host_name))
+            .collect();
         Admin {
             enabled,
             listen,
             token,
+            hosts,
         }
     }
 

@@ -161,6 +161,20 @@ fn a_public_admin_address_needs_a_token() {
 }
 
 #[test]
+fn admin_hosts_are_names_without_ports_reported_at_the_value() {
+    let text = format!("{MINIMAL}\n[admin]\nhosts = [\"Admin.Internal.\", \"admin:9901\"]\n");
+    let errs = load(&text).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("conf/b.toml:18:29: admin.hosts: invalid host name \"admin:9901\""),
+        "{errs:?}"
+    );
+    let ok = format!("{MINIMAL}\n[admin]\nhosts = [\"Admin.Internal.\"]\n");
+    assert_eq!(load(&ok).unwrap().admin.hosts, vec!["admin.internal"]);
+    assert!(load(MINIMAL).unwrap().admin.hosts.is_empty());
+}
+
+#[test]
 fn syntax_errors_carry_a_position() {
     let errs = load("[listen\nhttp = 1").unwrap_err();
     assert_eq!(errs.len(), 1);

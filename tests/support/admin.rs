@@ -1,23 +1,44 @@
 //! The admin API of a running `Bascule`, as the tests read and drive it.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::Method;
+
 use super::bascule::Bascule;
+use super::client::Reply;
+
+/// `method path` to the admin API at `addr` as curl sends it: `Host: ADDR`, no `Origin`, and
+/// only `headers` besides.
+pub async fn admin_request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    super::client::request(addr, method, &addr.to_string(), path, headers, body).await
+}
+
+/// `GET path` from the admin API at `addr` (`Host: ADDR`).
+pub async fn admin_get(addr: SocketAddr, path: &str) -> Reply {
+    admin_request(addr, Method::GET, path, &[], Bytes::new()).await
+}
 
 impl Bascule {
     /// `GET /status` from the admin API, parsed.
     pub async fn status(&self) -> serde_json::Value {
-        let r = super::client::get(self.admin, "admin", "/status").await;
+        let r = admin_get(self.admin, "/status").await;
         assert_eq!(r.status, 200, "GET /status: {}", r.text());
         serde_json::from_slice(&r.body).expect("/status is JSON")
     }
 
     /// `POST path` with a JSON `body` to the admin API: the status and the parsed answer.
     pub async fn admin_post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let r = super::client::request(
+        let r = admin_request(
             self.admin,
-            http::Method::POST,
-            "admin",
+            Method::POST,
             path,
             &[("content-type", "application/json")],
             body.to_owned(),
@@ -30,10 +51,9 @@ impl Bascule {
     /// The upstream `name`'s entry in `/status`, asked with a bearer token.
     pub async fn upstream_status_with_token(&self, name: &str, token: &str) -> serde_json::Value {
         let auth = format!("Bearer {token}");
-        let r = super::client::request(
+        let r = admin_request(
             self.admin,
-            http::Method::GET,
-            "admin",
+            Method::GET,
             "/status",
             &[("authorization", auth.as_str())],
             "",

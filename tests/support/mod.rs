@@ -16,6 +16,7 @@ pub mod upstream;
 use std::future::Future;
 use std::time::Duration;
 
+pub use admin::{admin_get, admin_request};
 pub use bascule::{Bascule, ProxyConfig, TempDir};
 pub use client::{get, get_h2c, raw_exchange, read_response, request, wait_closed, Reply};
 pub use switch::{Mode, SwitchUpstream};
