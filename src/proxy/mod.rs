@@ -5,6 +5,7 @@ pub mod body;
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod host;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
