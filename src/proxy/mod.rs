@@ -6,6 +6,7 @@ pub mod error;
 pub mod forward;
 pub mod headers;
 pub mod host;
+pub mod path;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
