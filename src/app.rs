@@ -146,7 +146,11 @@ impl App {
         ));
 
         let server = Arc::new(Server::new(
-            Proxy::new(self.table(), self.metrics.clone()),
+            Proxy::new(
+                self.table(),
+                self.metrics.clone(),
+                config.limits.max_header_bytes,
+            ),
             config.limits.clone(),
         ));
         for (l, tls) in listeners {

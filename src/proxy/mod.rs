@@ -1,9 +1,10 @@
-//! The request path: one routing-snapshot load per request, route match, header rewrite, then
-//! the forwarder walks the attempt plan. Holds no locks.
+//! The request path: one routing-snapshot load per request, head checks, route match, header
+//! rewrite, then the forwarder walks the attempt plan. Holds no locks.
 
 pub mod body;
 pub mod error;
 pub mod forward;
+pub mod head;
 pub mod headers;
 pub mod host;
 pub mod path;
@@ -29,12 +30,23 @@ static X_BASCULE_ATTEMPTS: HeaderName = HeaderName::from_static("x-bascule-attem
 pub struct Proxy {
     table: Arc<ArcSwap<RoutingTable>>,
     metrics: Arc<Metrics>,
+    /// Longest request target (path and query) forwarded; longer is 414.
+    max_target: usize,
 }
 
 impl Proxy {
-    /// A proxy serving whatever table `table` holds at each request, counting into `metrics`.
-    pub fn new(table: Arc<ArcSwap<RoutingTable>>, metrics: Arc<Metrics>) -> Proxy {
-        Proxy { table, metrics }
+    /// A proxy serving whatever table `table` holds at each request, counting into `metrics`;
+    /// its request-target limit follows `max_header_bytes` (fixed until restart, like it).
+    pub fn new(
+        table: Arc<ArcSwap<RoutingTable>>,
+        metrics: Arc<Metrics>,
+        max_header_bytes: usize,
+    ) -> Proxy {
+        Proxy {
+            table,
+            metrics,
+            max_target: head::max_target(max_header_bytes),
+        }
     }
 
     /// Handles one client request from `client`.
@@ -48,14 +60,8 @@ impl Proxy {
         // One snapshot for the whole request: a reload meanwhile does not affect it.
         let table = self.table.load_full();
         let (mut parts, body) = req.into_parts();
-        if !host_is_valid(&parts) {
-            let resp = error::bad_request();
-            let status = resp.status().as_u16();
-            self.metrics
-                .unrouted()
-                .request(None, status, start.elapsed());
-            access_log(&table, &parts, status, "-", "-", 0, start, peer);
-            return resp;
+        if let Err(rejection) = head::check(&parts, self.max_target) {
+            return self.unrouted(rejection.response(), &table, &parts, start, peer);
         }
         // HTTP/2 carries the host in :authority; absolute-form HTTP/1 targets too.
         let received_host = match parts.uri.authority() {
@@ -67,21 +73,7 @@ impl Proxy {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
         let Some(route) = table.route(host, parts.uri.path()) else {
-            let resp = error::no_route();
-            self.metrics
-                .unrouted()
-                .request(None, resp.status().as_u16(), start.elapsed());
-            access_log(
-                &table,
-                &parts,
-                resp.status().as_u16(),
-                "-",
-                "-",
-                0,
-                start,
-                peer,
-            );
-            return resp;
+            return self.unrouted(error::no_route(), &table, &parts, start, peer);
         };
         let trusted = table
             .rewrite
@@ -136,19 +128,22 @@ impl Proxy {
         }
         resp
     }
-}
 
-/// RFC 9112 §3.2: a server answers 400 to an HTTP/1.1 request without Host, and to any request
-/// with more than one Host line or an invalid Host value (the target's authority, as in
-/// HTTP/2 and absolute-form requests, stands in for a missing Host).
-fn host_is_valid(parts: &http::request::Parts) -> bool {
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => false,
-        (Some(h), None) => h
-            .to_str()
-            .is_ok_and(|h| h.parse::<http::uri::Authority>().is_ok()),
-        (None, _) => parts.version != http::Version::HTTP_11 || parts.uri.authority().is_some(),
+    /// Counts and logs a local answer given before a route was chosen, and returns it.
+    fn unrouted(
+        &self,
+        resp: Response<ProxyBody>,
+        table: &RoutingTable,
+        parts: &http::request::Parts,
+        start: Instant,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let status = resp.status().as_u16();
+        self.metrics
+            .unrouted()
+            .request(None, status, start.elapsed());
+        access_log(table, parts, status, "-", "-", 0, start, peer);
+        resp
     }
 }
 
