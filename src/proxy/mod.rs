@@ -1,5 +1,5 @@
-//! The request path: one routing-snapshot load per request, head checks, route match, header
-//! rewrite, then the forwarder walks the attempt plan. Holds no locks.
+//! The request path: one routing-snapshot load per request, head checks, path normalization,
+//! route match, header rewrite, then the forwarder walks the attempt plan. Holds no locks.
 
 pub mod body;
 pub mod error;
@@ -9,12 +9,13 @@ pub mod headers;
 pub mod host;
 pub mod path;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use http::{header, HeaderName, HeaderValue, Request, Response};
+use http::{header, HeaderName, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use tracing::info;
 
@@ -72,8 +73,29 @@ impl Proxy {
             .as_ref()
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
-        let Some(route) = table.route(host, parts.uri.path()) else {
+        // `OPTIONS *` is the one target that is not a path; it is routed as it is.
+        let path = if parts.method == Method::OPTIONS && parts.uri.path() == "*" {
+            Ok(Cow::Borrowed("*"))
+        } else {
+            path::normalize_path(parts.uri.path())
+        };
+        let path = match path {
+            Ok(p) => p,
+            Err(e) => {
+                let resp = head::Rejection::Path(e).response();
+                return self.unrouted(resp, &table, &parts, start, peer);
+            }
+        };
+        let Some(route) = table.route(host, &path) else {
             return self.unrouted(error::no_route(), &table, &parts, start, peer);
+        };
+        // Forwarded as routed: the target is rebuilt only when normalization changed it.
+        let normalized = match path {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(p) => match path::with_path(&parts.uri, &p) {
+                Ok(uri) => Some(uri),
+                Err(_) => return self.unrouted(error::bad_request(), &table, &parts, start, peer),
+            },
         };
         let trusted = table
             .rewrite
@@ -87,6 +109,9 @@ impl Proxy {
             .log
             .access
             .then(|| (parts.method.clone(), parts.uri.clone()));
+        if let Some(uri) = normalized {
+            parts.uri = uri;
+        }
         headers::rewrite_request(
             &mut parts.headers,
             client,
