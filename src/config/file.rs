@@ -54,7 +54,8 @@ pub struct Listen {
     /// Add `x-bascule-upstream` / `x-bascule-attempts` to responses. Default: false.
     #[serde(default)]
     pub debug_headers: bool,
-    /// CIDRs whose X-Forwarded-For is kept and appended to. Default: none.
+    /// CIDRs whose X-Forwarded-For is kept and appended to, and whose Forwarded and X-Real-IP
+    /// are kept. Default: none.
     #[serde(default)]
     pub trusted_proxies: Vec<Text>,
 }

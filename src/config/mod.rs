@@ -51,7 +51,7 @@ pub struct Listen {
     pub https: Vec<SocketAddr>,
     /// Add x-bascule-upstream / x-bascule-attempts to responses.
     pub debug_headers: bool,
-    /// Peers whose X-Forwarded-* headers are kept.
+    /// Peers whose X-Forwarded-*, Forwarded and X-Real-IP headers are kept.
     pub trusted_proxies: Vec<Cidr>,
 }
 
