@@ -1,5 +1,6 @@
 //! Pure header rewrites of RFC 9110 proxying: hop-by-hop removal, X-Forwarded-For/Proto/Host,
-//! Forwarded and X-Real-IP with the trusted-proxies rule, Via, and the Host sent upstream.
+//! Forwarded and X-Real-IP with the trusted-proxies rule, Via, HTTP/2 cookie crumbs joined,
+//! and the Host sent upstream.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -129,6 +130,7 @@ pub fn rewrite_request(
         _ => {}
     }
     add_via(headers);
+    join_cookies(headers);
     match upstream_host.or(received_host) {
         Some(h) => {
             headers.insert(header::HOST, h.clone());
@@ -136,6 +138,30 @@ pub fn rewrite_request(
         None => {
             headers.remove(header::HOST);
         }
+    }
+}
+
+/// RFC 9113 §8.2.3: an HTTP/2 client may split Cookie into several fields; they are joined
+/// into one with "; " (what an HTTP/1.1 upstream requires, and valid for HTTP/2 too). Nothing
+/// is done for zero or one Cookie, the common case.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for v in headers.get_all(header::COOKIE) {
+        if v.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    // Joining valid values with "; " gives a valid value; keep the fields if not.
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
     }
 }
 
@@ -265,6 +291,27 @@ mod tests {
         rewrite_request(&mut h, &peer(), true, None, None);
         assert_eq!(h["x-real-ip"], "192.0.2.7");
         assert_eq!(h.get("forwarded"), None);
+    }
+
+    #[test]
+    fn cookie_crumbs_are_joined_into_one_field() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        rewrite_request(&mut h, &peer(), false, None, None);
+        let cookies: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2; c=3"]);
+    }
+
+    #[test]
+    fn zero_or_one_cookie_is_left_alone() {
+        let mut h = map(&[("cookie", "a=1; b=2")]);
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1; b=2"]);
+        let mut h = map(&[("accept", "*/*")]);
+        join_cookies(&mut h);
+        assert_eq!(h.len(), 1);
+        let mut h = map(&[("cookie", "a=1"), ("cookie", ""), ("cookie", "b=2")]);
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1; b=2"]);
     }
 
     #[test]
