@@ -69,7 +69,7 @@ pub struct Admin {
 /// Connection limits for client connections.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Request head size limit in bytes (431 beyond).
+    /// Request head size limit in bytes (431 beyond); sets the header-count and target limits.
     pub max_header_bytes: usize,
     /// Time allowed for the request head.
     pub header_timeout: Duration,
