@@ -22,7 +22,8 @@
 //!   failback delay and pins) and `plan` (the upstreams to try for one request).
 //! - [`steering`]: the task that applies `steer` on every health change and failback timer.
 //! - [`checker`]: active probes, one task per live upstream.
-//! - [`proxy`]: the request path — route, rewrite headers, walk the plan, replay safety.
+//! - [`proxy`]: the request path — head checks (Host, target length, Content-Length), path
+//!   normalization, route, rewrite headers, walk the plan, replay safety.
 //! - [`client`]: pooled upstream connections: DNS cache, connect deadline, TLS.
 //! - [`server`]: listeners, connection limits and timeouts, graceful shutdown.
 //! - [`reload`]: reload triggers (file watch, poll, SIGHUP, admin) and the validate-then-swap.

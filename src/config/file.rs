@@ -54,7 +54,8 @@ pub struct Listen {
     /// Add `x-bascule-upstream` / `x-bascule-attempts` to responses. Default: false.
     #[serde(default)]
     pub debug_headers: bool,
-    /// CIDRs whose X-Forwarded-For is kept and appended to. Default: none.
+    /// CIDRs whose X-Forwarded-For is kept and appended to, and whose Forwarded and X-Real-IP
+    /// are kept. Default: none.
     #[serde(default)]
     pub trusted_proxies: Vec<Text>,
 }
@@ -79,7 +80,8 @@ pub struct Admin {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Request head size limit (431 beyond). Default: "64KiB".
+    /// Request head size limit (431 beyond); also sets the HTTP/1 header count (one per 32
+    /// bytes) and the request-target limit (an eighth, at least 8 KiB). Default: "64KiB".
     pub max_header_bytes: Option<Spanned<Scalar>>,
     /// Time a client has to send its request head. Default: "10s".
     pub header_timeout: Option<Text>,

@@ -51,7 +51,7 @@ pub struct Listen {
     pub https: Vec<SocketAddr>,
     /// Add x-bascule-upstream / x-bascule-attempts to responses.
     pub debug_headers: bool,
-    /// Peers whose X-Forwarded-* headers are kept.
+    /// Peers whose X-Forwarded-*, Forwarded and X-Real-IP headers are kept.
     pub trusted_proxies: Vec<Cidr>,
 }
 
@@ -72,7 +72,7 @@ pub struct Admin {
 /// Connection limits for client connections.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Request head size limit in bytes (431 beyond).
+    /// Request head size limit in bytes (431 beyond); sets the header-count and target limits.
     pub max_header_bytes: usize,
     /// Time allowed for the request head.
     pub header_timeout: Duration,

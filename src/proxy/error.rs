@@ -159,3 +159,8 @@ pub fn body_timeout() -> Response<ProxyBody> {
 pub fn bad_request() -> Response<ProxyBody> {
     local(StatusCode::BAD_REQUEST, "400 Bad Request\n")
 }
+
+/// The request target is longer than bascule forwards.
+pub fn uri_too_long() -> Response<ProxyBody> {
+    local(StatusCode::URI_TOO_LONG, "414 URI Too Long\n")
+}

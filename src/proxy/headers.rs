@@ -1,5 +1,6 @@
-//! Pure header rewrites of RFC 9110 proxying: hop-by-hop removal, X-Forwarded-For/Proto/Host
-//! with the trusted-proxies rule, Via, and the Host sent upstream.
+//! Pure header rewrites of RFC 9110 proxying: hop-by-hop removal, X-Forwarded-For/Proto/Host,
+//! Forwarded and X-Real-IP with the trusted-proxies rule, Via, HTTP/2 cookie crumbs joined,
+//! and the Host sent upstream.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -11,6 +12,8 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// X-Forwarded-Host.
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// X-Real-IP (nginx's realip convention: the client's address).
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const VIA_VALUE: &str = "1.1 bascule";
@@ -23,7 +26,7 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Whether the client connection is TLS.
     pub https: bool,
-    /// The peer's IP as an X-Forwarded-For element.
+    /// The peer's IP as an X-Forwarded-For element and X-Real-IP value.
     ip_header: HeaderValue,
 }
 
@@ -87,7 +90,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Rewrites a request's headers for an upstream. `trusted`: the peer is in `trusted_proxies`;
 /// `received_host` is the client's Host (or HTTP/2 authority) as received; `upstream_host` the
-/// upstream's configured Host, if any.
+/// upstream's configured Host, if any. From an untrusted peer, X-Forwarded-* and X-Real-IP
+/// are replaced and Forwarded is removed; a trusted peer's are kept (For appended to).
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     peer: &Peer,
@@ -105,6 +109,13 @@ pub fn rewrite_request(
         None => ip.clone(),
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
+    if !trusted {
+        // bascule does not write Forwarded itself; an untrusted peer's would be a spoof.
+        headers.remove(header::FORWARDED);
+    }
+    if !trusted || !headers.contains_key(&X_REAL_IP) {
+        headers.insert(X_REAL_IP.clone(), ip.clone());
+    }
     if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
         let proto = if peer.https { "https" } else { "http" };
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
@@ -119,6 +130,7 @@ pub fn rewrite_request(
         _ => {}
     }
     add_via(headers);
+    join_cookies(headers);
     match upstream_host.or(received_host) {
         Some(h) => {
             headers.insert(header::HOST, h.clone());
@@ -126,6 +138,30 @@ pub fn rewrite_request(
         None => {
             headers.remove(header::HOST);
         }
+    }
+}
+
+/// RFC 9113 §8.2.3: an HTTP/2 client may split Cookie into several fields; they are joined
+/// into one with "; " (what an HTTP/1.1 upstream requires, and valid for HTTP/2 too). Nothing
+/// is done for zero or one Cookie, the common case.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for v in headers.get_all(header::COOKIE) {
+        if v.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    // Joining valid values with "; " gives a valid value; keep the fields if not.
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
     }
 }
 
@@ -207,9 +243,13 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "evil.com"),
+            ("forwarded", "for=1.2.3.4;proto=https"),
+            ("x-real-ip", "1.2.3.4"),
         ]);
         rewrite_request(&mut h, &peer(), false, Some(&host), None);
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h.get("forwarded"), None);
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "www.example.com");
         assert_eq!(h["via"], "1.1 bascule");
@@ -223,9 +263,13 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
             ("via", "1.1 edge"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
         ]);
         rewrite_request(&mut h, &peer(), true, Some(&host), None);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
+        assert_eq!(h["forwarded"], "for=1.2.3.4");
+        assert_eq!(h["x-real-ip"], "1.2.3.4");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "www.example.com");
         assert_eq!(h["via"], "1.1 edge, 1.1 bascule");
@@ -239,6 +283,35 @@ mod tests {
         rewrite_request(&mut h, &peer(), false, Some(&host), Some(&cdn));
         assert_eq!(h["host"], "www.example.com");
         assert_eq!(h["x-forwarded-host"], "example.com:8080");
+    }
+
+    #[test]
+    fn a_trusted_peer_without_x_real_ip_gets_its_own_address() {
+        let mut h = map(&[]);
+        rewrite_request(&mut h, &peer(), true, None, None);
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert_eq!(h.get("forwarded"), None);
+    }
+
+    #[test]
+    fn cookie_crumbs_are_joined_into_one_field() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        rewrite_request(&mut h, &peer(), false, None, None);
+        let cookies: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2; c=3"]);
+    }
+
+    #[test]
+    fn zero_or_one_cookie_is_left_alone() {
+        let mut h = map(&[("cookie", "a=1; b=2")]);
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1; b=2"]);
+        let mut h = map(&[("accept", "*/*")]);
+        join_cookies(&mut h);
+        assert_eq!(h.len(), 1);
+        let mut h = map(&[("cookie", "a=1"), ("cookie", ""), ("cookie", "b=2")]);
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1; b=2"]);
     }
 
     #[test]

@@ -1,18 +1,22 @@
-//! The request path: one routing-snapshot load per request, route match, header rewrite, then
-//! the forwarder walks the attempt plan. Holds no locks.
+//! The request path: one routing-snapshot load per request, head checks, path normalization,
+//! route match, header rewrite, then the forwarder walks the attempt plan. Holds no locks.
 
 pub mod body;
 pub mod error;
 pub mod forward;
+pub mod head;
 pub mod headers;
+pub mod host;
+pub mod path;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use http::{header, HeaderName, HeaderValue, Request, Response};
+use http::{header, HeaderName, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 use tracing::info;
@@ -37,6 +41,8 @@ pub struct Proxy {
     body_buffer: usize,
     /// `limits.max_in_flight_per_connection`.
     max_in_flight: usize,
+    /// Longest request target (path and query) forwarded; longer is 414.
+    max_target: usize,
 }
 
 /// One client connection as the request path sees it: the peer, and the connection's share of
@@ -66,6 +72,7 @@ impl Proxy {
             body_timeout: limits.body_timeout,
             body_buffer: limits.body_buffer_per_connection,
             max_in_flight: limits.max_in_flight_per_connection,
+            max_target: head::max_target(limits.max_header_bytes),
         }
     }
 
@@ -95,14 +102,8 @@ impl Proxy {
         // One snapshot for the whole request: a reload meanwhile does not affect it.
         let table = self.table.load_full();
         let (mut parts, body) = req.into_parts();
-        if !host_is_valid(&parts) {
-            let resp = error::bad_request();
-            let status = resp.status().as_u16();
-            self.metrics
-                .unrouted()
-                .request(None, status, start.elapsed());
-            access_log(&table, &parts, status, "-", "-", 0, start, peer);
-            return Ok(resp);
+        if let Err(rejection) = head::check(&parts, self.max_target) {
+            return Ok(self.unrouted(rejection.response(), &table, &parts, start, peer));
         }
         // HTTP/2 carries the host in :authority; absolute-form HTTP/1 targets too.
         let received_host = match parts.uri.authority() {
@@ -113,22 +114,31 @@ impl Proxy {
             .as_ref()
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
-        let Some(route) = table.route(host, parts.uri.path()) else {
-            let resp = error::no_route();
-            self.metrics
-                .unrouted()
-                .request(None, resp.status().as_u16(), start.elapsed());
-            access_log(
-                &table,
-                &parts,
-                resp.status().as_u16(),
-                "-",
-                "-",
-                0,
-                start,
-                peer,
-            );
-            return Ok(resp);
+        // `OPTIONS *` is the one target that is not a path; it is routed as it is.
+        let path = if parts.method == Method::OPTIONS && parts.uri.path() == "*" {
+            Ok(Cow::Borrowed("*"))
+        } else {
+            path::normalize_path(parts.uri.path())
+        };
+        let path = match path {
+            Ok(p) => p,
+            Err(e) => {
+                let resp = head::Rejection::Path(e).response();
+                return Ok(self.unrouted(resp, &table, &parts, start, peer));
+            }
+        };
+        let Some(route) = table.route(host, &path) else {
+            return Ok(self.unrouted(error::no_route(), &table, &parts, start, peer));
+        };
+        // Forwarded as routed: the target is rebuilt only when normalization changed it.
+        let normalized = match path {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(p) => match path::with_path(&parts.uri, &p) {
+                Ok(uri) => Some(uri),
+                Err(_) => {
+                    return Ok(self.unrouted(error::bad_request(), &table, &parts, start, peer))
+                }
+            },
         };
         let trusted = table
             .rewrite
@@ -142,6 +152,9 @@ impl Proxy {
             .log
             .access
             .then(|| (parts.method.clone(), parts.uri.clone()));
+        if let Some(uri) = normalized {
+            parts.uri = uri;
+        }
         headers::rewrite_request(
             &mut parts.headers,
             client,
@@ -202,19 +215,22 @@ impl Proxy {
         }
         Ok(resp)
     }
-}
 
-/// RFC 9112 §3.2: a server answers 400 to an HTTP/1.1 request without Host, and to any request
-/// with more than one Host line or an invalid Host value (the target's authority, as in
-/// HTTP/2 and absolute-form requests, stands in for a missing Host).
-fn host_is_valid(parts: &http::request::Parts) -> bool {
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => false,
-        (Some(h), None) => h
-            .to_str()
-            .is_ok_and(|h| h.parse::<http::uri::Authority>().is_ok()),
-        (None, _) => parts.version != http::Version::HTTP_11 || parts.uri.authority().is_some(),
+    /// Counts and logs a local answer given before a route was chosen, and returns it.
+    fn unrouted(
+        &self,
+        resp: Response<ProxyBody>,
+        table: &RoutingTable,
+        parts: &http::request::Parts,
+        start: Instant,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let status = resp.status().as_u16();
+        self.metrics
+            .unrouted()
+            .request(None, status, start.elapsed());
+        access_log(table, parts, status, "-", "-", 0, start, peer);
+        resp
     }
 }
 

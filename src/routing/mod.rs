@@ -162,7 +162,7 @@ impl Route {
 pub struct Rewrite {
     /// Add debug headers to responses.
     pub debug_headers: bool,
-    /// Peers whose X-Forwarded-* are kept.
+    /// Peers whose X-Forwarded-*, Forwarded and X-Real-IP are kept.
     pub trusted_proxies: Vec<Cidr>,
 }
 

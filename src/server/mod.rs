@@ -73,6 +73,7 @@ impl Server {
             .timer(TokioTimer::new())
             .header_read_timeout(None)
             .max_buf_size(limits.max_header_bytes.max(8192))
+            .max_headers(max_headers(limits.max_header_bytes))
             .keep_alive(true);
         builder
             .http2()
@@ -199,6 +200,13 @@ impl Backoff {
         self.failures = 0;
         self.pause = Duration::ZERO;
     }
+}
+
+/// HTTP/1 header-count limit for `max_header_bytes`: one header per 32 bytes of head, and at
+/// least hyper's default of 100, so the byte limit is what a real client meets first (431
+/// either way). hyper then sizes its parse table per request on the heap, not the stack.
+fn max_headers(max_header_bytes: usize) -> usize {
+    (max_header_bytes / 32).max(100)
 }
 
 /// Resolves once shutdown has begun (or the sender is gone).

@@ -244,10 +244,11 @@ impl FakeUpstream {
                 let (n, s, k) = (n.clone(), s.clone(), knob.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(req, n.clone(), s.clone(), k.clone()));
-                    // h1 and h2c (prior knowledge), like a real origin might speak.
-                    let _closed = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    // h1 and h2c (prior knowledge), like a real origin might speak; as many
+                    // headers as bascule may pass on (hyper's default stops at 100).
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    builder.http1().max_headers(4096);
+                    let _closed = builder.serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });
