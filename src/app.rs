@@ -31,7 +31,10 @@ pub enum RunError {
     /// The config file is invalid or unreadable.
     #[error("{0}")]
     Config(#[from] config::ConfigError),
-    /// A listener could not be bound, or the table could not be built.
+    /// The first table could not be built.
+    #[error("{0}")]
+    Compile(#[from] crate::routing::CompileError),
+    /// A listener could not be bound.
     #[error("{0}")]
     Startup(String),
 }
@@ -54,8 +57,7 @@ impl App {
         let (signals, signal_rx) = Signals::channel();
         let metrics = Arc::new(Metrics::new());
         let registry = Registry::new(Dns::system(), signals, metrics.clone());
-        let table =
-            RoutingTable::compile(Arc::new(config), 1, &registry).map_err(RunError::Startup)?;
+        let table = RoutingTable::compile(Arc::new(config), 1, &registry)?;
         table.commit(&registry);
         let table = Arc::new(ArcSwap::from_pointee(table));
         let reloader = Arc::new(Reloader::new(
@@ -100,9 +102,13 @@ impl App {
                 events: self.events.clone(),
                 metrics: self.metrics.clone(),
                 last_error: self.reloader.last_error(),
-                reload: Arc::new(move || match reloader.reload(Trigger::Admin)? {
-                    Outcome::Applied(g) => Ok(g),
-                    Outcome::Unchanged => Err("unreachable: an admin reload always applies".into()),
+                reload: Arc::new(move || {
+                    match reloader.reload(Trigger::Admin).map_err(|e| e.to_string())? {
+                        Outcome::Applied(g) => Ok(g),
+                        Outcome::Unchanged => {
+                            Err("unreachable: an admin reload always applies".into())
+                        }
+                    }
                 }),
                 token: config.admin.token.clone(),
                 hosts: config.admin.hosts.clone(),

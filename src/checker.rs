@@ -3,7 +3,8 @@
 //! the upstream's own pooled client — the same address, TLS settings and SNI as traffic —
 //! with the probe Host of `health.host`. A probe passes when a status in `expect_status`
 //! arrives within `timeout`; the rise/fall counter turns probes into the `ActiveFailed` flag.
-//! Probes of one upstream never overlap: the task awaits each before sleeping.
+//! Probes of one upstream never overlap: the task awaits each before sleeping. The settings are
+//! read afresh for every probe, so a reload that retunes them applies from the next one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,10 +16,11 @@ use http_body_util::BodyExt;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use crate::client::body::UpstreamBody;
+use crate::config::HealthSpec;
 use crate::health::counter::{Counter, Transition};
 use crate::health::{Flag, ProbeResult};
-use crate::proxy::body::UpstreamBody;
-use crate::routing::{RoutingTable, Upstream};
+use crate::routing::{LiveUpstream, RoutingTable};
 
 /// Most bytes of a probe's response body read (so the connection can be reused); the rest is
 /// dropped with the connection.
@@ -27,11 +29,10 @@ const PROBE_BODY_LIMIT: usize = 64 << 10;
 /// Sends one probe to `upstream` and judges it. A probe that failed because bascule itself is
 /// out of file descriptors or memory says so in its error, and `local` is true: it says
 /// nothing about the upstream.
-pub async fn probe(upstream: &Upstream) -> (ProbeResult, bool) {
-    let spec = &upstream.spec.health;
+pub async fn probe(upstream: &LiveUpstream, spec: &HealthSpec) -> (ProbeResult, bool) {
     let at = SystemTime::now();
     let start = Instant::now();
-    let outcome = tokio::time::timeout(spec.timeout, exchange(upstream)).await;
+    let outcome = tokio::time::timeout(spec.timeout, exchange(upstream, spec)).await;
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     let local = matches!(&outcome, Ok(Err(e)) if e.local);
     let (ok, status, error) = match outcome {
@@ -78,19 +79,18 @@ impl From<String> for ProbeError {
 }
 
 /// The probe exchange: request, status, body drained (bounded) so the connection is reused.
-async fn exchange(upstream: &Upstream) -> Result<u16, ProbeError> {
-    let spec = &upstream.spec;
-    let authority = Authority::try_from(spec.health.host.as_str())
-        .map_err(|e| format!("probe host {:?}: {e}", spec.health.host))?;
+async fn exchange(upstream: &LiveUpstream, spec: &HealthSpec) -> Result<u16, ProbeError> {
+    let authority = Authority::try_from(spec.host.as_str())
+        .map_err(|e| format!("probe host {:?}: {e}", spec.host))?;
     let uri = Uri::builder()
         .scheme(upstream.scheme.clone())
         .authority(authority)
-        .path_and_query(spec.health.path.as_str())
+        .path_and_query(spec.path.as_str())
         .build()
         .map_err(|e| format!("probe uri: {e}"))?;
     let mut req = Request::new(UpstreamBody::Empty);
     *req.uri_mut() = uri;
-    let host = HeaderValue::from_str(&spec.health.host).map_err(|e| format!("probe host: {e}"))?;
+    let host = HeaderValue::from_str(&spec.host).map_err(|e| format!("probe host: {e}"))?;
     req.headers_mut().insert(header::HOST, host);
     req.headers_mut().insert(
         header::USER_AGENT,
@@ -113,11 +113,13 @@ async fn exchange(upstream: &Upstream) -> Result<u16, ProbeError> {
 }
 
 /// Probes `upstream` until the task is aborted: at once, then every jittered interval.
-async fn check_forever(upstream: Arc<Upstream>) {
-    let spec = &upstream.spec.health;
-    let mut counter = Counter::new(spec.rise, spec.fall);
+async fn check_forever(upstream: Arc<LiveUpstream>) {
+    let first = upstream.probe.load_full();
+    let mut counter = Counter::new(first.rise, first.fall);
     loop {
-        let (result, local) = probe(&upstream).await;
+        let spec = upstream.probe.load_full();
+        counter.retune(spec.rise, spec.fall);
+        let (result, local) = probe(&upstream, &spec).await;
         debug!(upstream = upstream.name(), ok = result.ok, status = ?result.status, error = ?result.error, local, "probe");
         let passed = result.ok;
         let why = result.error.clone().unwrap_or_default();
@@ -153,7 +155,7 @@ pub struct Checkers {
 
 /// A checker task and the upstream it probes.
 struct Running {
-    upstream: Arc<Upstream>,
+    upstream: Arc<LiveUpstream>,
     task: JoinHandle<()>,
 }
 
@@ -164,10 +166,10 @@ impl Checkers {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = HashMap::with_capacity(table.upstreams.len());
         for u in &table.upstreams {
-            let key = Arc::as_ptr(u) as usize;
+            let key = Arc::as_ptr(&u.live) as usize;
             let entry = running.remove(&key).unwrap_or_else(|| Running {
-                upstream: Arc::clone(u),
-                task: tokio::spawn(check_forever(Arc::clone(u))),
+                upstream: Arc::clone(&u.live),
+                task: tokio::spawn(check_forever(Arc::clone(&u.live))),
             });
             next.insert(key, entry);
         }

@@ -27,7 +27,7 @@ use crate::checker::Checkers;
 use crate::config::{self, fingerprint, hash_bytes, tls_files, Config};
 use crate::health::events::{Event, EventKind};
 use crate::metrics::Metrics;
-use crate::routing::{Changes, Registry, RoutingTable};
+use crate::routing::{Changes, CompileError, Registry, RoutingTable};
 
 /// Quiet time after a file event before reloading (editors write in bursts).
 const DEBOUNCE: Duration = Duration::from_millis(25);
@@ -64,6 +64,21 @@ pub enum Outcome {
     Applied(u64),
     /// A file event left the content as applied: nothing to do.
     Unchanged,
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file is unreadable or invalid (every error, `FILE:LINE:COL`).
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    /// The config is valid but its live objects could not be built.
+    #[error("{0}")]
+    Compile(#[from] CompileError),
+    /// bascule is out of file descriptors: not the file's fault, so it is neither reported as
+    /// `last_error` nor remembered; the poll tries again.
+    #[error("reload deferred: bascule is out of file descriptors: {0}")]
+    Deferred(String),
 }
 
 /// Owns the serving table's replacement: everything a reload touches.
@@ -110,7 +125,7 @@ impl Reloader {
     }
 
     /// Reloads now (blocking: reads and compiles files). An invalid file changes nothing.
-    pub fn reload(&self, trigger: Trigger) -> Result<Outcome, String> {
+    pub fn reload(&self, trigger: Trigger) -> Result<Outcome, ReloadError> {
         let mut failed_hash = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.table.load_full();
         let on_disk = self.content_hash(&current.config);
@@ -121,12 +136,13 @@ impl Reloader {
             return Ok(Outcome::Unchanged);
         }
         let result = config::load(&self.path)
-            .map_err(|e| e.to_string())
+            .map_err(ReloadError::from)
             .and_then(|config| {
                 let restart = needs_restart(&current.config, &config);
                 let generation = current.generation + 1;
                 RoutingTable::compile(Arc::new(config), generation, &self.registry)
                     .map(|t| (t, restart))
+                    .map_err(ReloadError::from)
             });
         let signals = self.registry.signals();
         let subject = self.path.display().to_string();
@@ -160,20 +176,16 @@ impl Reloader {
             Err(e) if crate::resources::fds_exhausted() => {
                 // bascule's own exhaustion, not a broken file: nothing is reported or
                 // remembered, so the poll tries again once descriptors are free.
-                warn!(
-                    "reload ({why}) deferred: bascule is out of file descriptors ({})",
-                    e.lines().next().unwrap_or("")
-                );
-                Err(format!(
-                    "reload deferred: bascule is out of file descriptors: {e}"
-                ))
+                let first = e.to_string().lines().next().unwrap_or("").to_owned();
+                warn!("reload ({why}) deferred: bascule is out of file descriptors ({first})");
+                Err(ReloadError::Deferred(first))
             }
             Err(e) => {
+                let text = e.to_string();
                 error!(
-                    "reload ({why}) failed, keeping generation {}:\n{e}",
+                    "reload ({why}) failed, keeping generation {}:\n{text}",
                     current.generation
                 );
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
                 *failed_hash = Some(on_disk);
                 self.metrics.reloaded(false, current.generation);
                 let g = current.generation.to_string();
@@ -182,8 +194,9 @@ impl Reloader {
                     subject,
                     g.clone(),
                     g,
-                    format!("{why}: failed: {}", e.lines().next().unwrap_or("")),
+                    format!("{why}: failed: {}", text.lines().next().unwrap_or("")),
                 ));
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
                 Err(e)
             }
         }
@@ -193,14 +206,17 @@ impl Reloader {
     /// they are now (an unreadable config file hashes as 0: a reload then reports why, once).
     fn content_hash(&self, applied: &Config) -> u64 {
         let text = std::fs::read(&self.path).map_or(0, |b| hash_bytes(&b));
-        fingerprint(text, tls_files(&applied.certificates))
+        fingerprint(text, tls_files(&applied.certificates, &applied.upstreams))
     }
 
     /// The config file and the serving config's certificate and key files.
     fn watched_files(&self) -> Vec<PathBuf> {
         let table = self.table.load();
         std::iter::once(self.path.clone())
-            .chain(tls_files(&table.config.certificates).map(Path::to_path_buf))
+            .chain(
+                tls_files(&table.config.certificates, &table.config.upstreams)
+                    .map(Path::to_path_buf),
+            )
             .collect()
     }
 
@@ -338,6 +354,8 @@ pub fn summary(c: &Changes) -> String {
         items.extend(changed.iter().map(|n| format!("~{n}")));
         (!items.is_empty()).then(|| format!("{what} {}", items.join(" ")))
     };
+    let retuned = (!c.upstreams_retuned.is_empty())
+        .then(|| format!("retuned in place {}", c.upstreams_retuned.join(" ")));
     let parts: Vec<String> = [
         part(
             "upstreams",
@@ -345,6 +363,7 @@ pub fn summary(c: &Changes) -> String {
             &c.upstreams_removed,
             &c.upstreams_changed,
         ),
+        retuned,
         part(
             "routes",
             &c.routes_added,
@@ -372,10 +391,14 @@ mod tests {
             upstreams_added: vec!["b".into()],
             upstreams_removed: vec!["a".into()],
             upstreams_changed: vec!["c".into()],
+            upstreams_retuned: vec!["d".into()],
             routes_added: vec!["r".into()],
             ..Changes::default()
         };
-        assert_eq!(summary(&c), "upstreams +b -a ~c, routes +r");
+        assert_eq!(
+            summary(&c),
+            "upstreams +b -a ~c, retuned in place d, routes +r"
+        );
         assert_eq!(summary(&Changes::default()), "no changes");
     }
 }

@@ -107,7 +107,7 @@ impl Steering {
         let usable: Vec<bool> = route
             .tiers
             .iter()
-            .map(|t| t.iter().any(|u| u.health.is_available()))
+            .map(|t| t.iter().any(|u| u.live.health.is_available()))
             .collect();
         let pin = route.state.pin().map(|p| p.tier);
         let delay = route.spec.failback_delay;

@@ -6,7 +6,7 @@
 //! handshakes without touching the listeners. A leaf module: it knows nothing of the rest.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::aws_lc_rs;
@@ -36,28 +36,87 @@ pub struct ServerCert {
     pub names: Vec<String>,
 }
 
+/// Why a certificate, key or CA file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The file cannot be read, is not PEM, or holds nothing usable.
+    #[error("{}: {what}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// The key does not go with the certificate.
+    #[error("{} and {}: {what} (does the key belong to the certificate?)", cert.display(), key.display())]
+    Mismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What rustls said.
+        what: String,
+    },
+}
+
+fn file_error(path: &Path, what: impl ToString) -> TlsError {
+    TlsError::File {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    }
+}
+
+/// An upstream's extra trust roots (`ca_file`), read and checked when the config loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    /// Where they were read from.
+    pub path: PathBuf,
+    /// The certificates, in file order; their contents are part of the upstream's identity.
+    pub certs: Vec<CertificateDer<'static>>,
+}
+
+/// Reads and checks a PEM file of trust roots: at least one certificate, each usable as a
+/// trust anchor.
+pub fn load_ca(path: &Path) -> Result<CaFile, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| file_error(path, e))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "no PEM certificate"));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for c in &certs {
+        roots
+            .add(c.clone())
+            .map_err(|e| file_error(path, format!("not a usable trust root: {e}")))?;
+    }
+    Ok(CaFile {
+        path: path.to_path_buf(),
+        certs,
+    })
+}
+
 /// Reads and checks a certificate chain and its private key.
-pub fn load_pair(files: &CertFiles) -> Result<ServerCert, String> {
+pub fn load_pair(files: &CertFiles) -> Result<ServerCert, TlsError> {
     let chain = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+        .map_err(|e| file_error(&files.cert, e))?;
     let Some(leaf) = chain.first() else {
-        return Err(format!("{}: no PEM certificate", files.cert.display()));
+        return Err(file_error(&files.cert, "no PEM certificate"));
     };
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error(&files.key, e))?;
     let names = webpki::EndEntityCert::try_from(leaf)
-        .map_err(|e| format!("{}: not a usable certificate: {e}", files.cert.display()))?
+        .map_err(|e| file_error(&files.cert, format!("not a usable certificate: {e}")))?
         .valid_dns_names()
         .map(str::to_ascii_lowercase)
         .collect::<Vec<_>>();
     let certified =
         CertifiedKey::from_der(chain, key, &aws_lc_rs::default_provider()).map_err(|e| {
-            format!(
-                "{} and {}: {e} (does the key belong to the certificate?)",
-                files.cert.display(),
-                files.key.display()
-            )
+            TlsError::Mismatch {
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+                what: e.to_string(),
+            }
         })?;
     if names.is_empty() {
         tracing::warn!(cert = %files.cert.display(), "certificate has no DNS name in its SANs; it can only serve as the default");

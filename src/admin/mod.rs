@@ -192,7 +192,7 @@ impl AdminApi {
             table
                 .upstreams
                 .iter()
-                .map(|u| (u.name(), u.health.is_available())),
+                .map(|u| (u.name(), u.live.health.is_available())),
             table
                 .routes
                 .iter()
@@ -228,13 +228,13 @@ impl AdminApi {
             return not_found("upstream", name);
         };
         if drain {
-            u.health.drain(reason);
+            u.live.health.drain(reason);
         } else {
-            u.health.undrain(reason);
+            u.live.health.undrain(reason);
         }
         json_answer(
             StatusCode::OK,
-            &json!({"upstream": name, "state": u.health.state()}),
+            &json!({"upstream": name, "state": u.live.health.state()}),
         )
     }
 

@@ -80,9 +80,9 @@ impl Status {
             .map(|u| UpstreamStatus {
                 name: u.name().to_owned(),
                 address: u.spec.address.to_string(),
-                state: u.health.state(),
-                in_flight: u.health.in_flight(),
-                last_check: u.health.last_check(),
+                state: u.live.health.state(),
+                in_flight: u.live.health.in_flight(),
+                last_check: u.live.health.last_check(),
             })
             .collect();
         let routes = table

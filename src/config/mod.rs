@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::tls::{CertFiles, ServerCert};
+pub use crate::tls::{CaFile, CertFiles, ServerCert};
 pub use units::{Cidr, StatusSet};
 
 /// Most attempts a route may make for one request (`retry.attempts`).
@@ -198,8 +198,8 @@ pub struct UpstreamSpec {
     pub host: Option<String>,
     /// TLS server name; None: no SNI (IP address) or not TLS.
     pub sni: Option<String>,
-    /// Extra trust roots.
-    pub ca_file: Option<PathBuf>,
+    /// Extra trust roots (`ca_file`), read and checked.
+    pub ca: Option<CaFile>,
     /// TCP (and TLS) connect deadline.
     pub connect_timeout: Duration,
     /// Deadline for response headers.
@@ -208,6 +208,36 @@ pub struct UpstreamSpec {
     pub health: HealthSpec,
     /// Passive detection.
     pub passive: PassiveSpec,
+}
+
+/// What makes an upstream the same one across reloads (DESIGN §7.5): a reload that changes
+/// any of these starts it fresh (new pool, health unverified); one that changes only its
+/// timeouts, health or passive settings retunes the live upstream in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Its name.
+    pub name: String,
+    /// Where it connects.
+    pub address: Address,
+    /// The Host it is sent.
+    pub host: Option<String>,
+    /// The TLS server name.
+    pub sni: Option<String>,
+    /// The contents of its `ca_file` (not its path).
+    pub ca: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+}
+
+impl UpstreamSpec {
+    /// Its identity across reloads.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            host: self.host.clone(),
+            sni: self.sni.clone(),
+            ca: self.ca.as_ref().map(|c| c.certs.clone()),
+        }
+    }
 }
 
 /// A host pattern of a route.
@@ -347,11 +377,20 @@ pub fn fingerprint<'a>(text_hash: u64, files: impl IntoIterator<Item = &'a Path>
     })
 }
 
-/// The TLS files a config reads, in the order `fingerprint` takes them.
-pub fn tls_files(certs: &[ServerCert]) -> impl Iterator<Item = &Path> {
+/// The TLS files a config reads besides itself — certificates, keys, upstreams' `ca_file`s —
+/// in the order `fingerprint` takes them: a change of any is a reload.
+pub fn tls_files<'a>(
+    certs: &'a [ServerCert],
+    upstreams: &'a [UpstreamSpec],
+) -> impl Iterator<Item = &'a Path> {
     certs
         .iter()
         .flat_map(|c| [c.files.cert.as_path(), c.files.key.as_path()])
+        .chain(
+            upstreams
+                .iter()
+                .filter_map(|u| u.ca.as_ref().map(|c| c.path.as_path())),
+        )
 }
 
 /// A 64-bit FNV-1a hash of the file's bytes (to detect unchanged content on file events).

@@ -213,7 +213,10 @@ impl<'a> Checker<'a> {
         let routes = self.routes(&raw.routes, &known);
         Config {
             path: PathBuf::from(&self.file),
-            content_hash: fingerprint(hash_bytes(self.text.as_bytes()), tls_files(&certificates)),
+            content_hash: fingerprint(
+                hash_bytes(self.text.as_bytes()),
+                tls_files(&certificates, &upstreams),
+            ),
             listen,
             admin,
             limits,
@@ -406,10 +409,16 @@ impl<'a> Checker<'a> {
             .sni
             .as_ref()
             .and_then(|t| self.value(t, &key("sni"), parse_server_name));
-        let ca_file = u
-            .ca_file
-            .as_ref()
-            .and_then(|t| self.file_path(t, &key("ca_file")));
+        let ca = u.ca_file.as_ref().and_then(|t| {
+            let path = self.file_path(t, &key("ca_file"))?;
+            match crate::tls::load_ca(&path) {
+                Ok(ca) => Some(ca),
+                Err(e) => {
+                    self.error(t.span(), format!("{}: {e}", key("ca_file")));
+                    None
+                }
+            }
+        });
         let connect_timeout = self.duration(
             u.connect_timeout.as_ref().or(d.connect_timeout.as_ref()),
             &key("connect_timeout"),
@@ -500,7 +509,7 @@ impl<'a> Checker<'a> {
             name: n,
             host,
             sni,
-            ca_file,
+            ca,
             connect_timeout,
             response_timeout,
             health: HealthSpec {

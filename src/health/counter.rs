@@ -32,6 +32,12 @@ impl Counter {
         }
     }
 
+    /// Applies reloaded `rise`/`fall`; the verdict and the current streak are kept.
+    pub fn retune(&mut self, rise: u32, fall: u32) {
+        self.rise = rise.max(1);
+        self.fall = fall.max(1);
+    }
+
     /// The current verdict.
     pub fn healthy(&self) -> bool {
         self.healthy

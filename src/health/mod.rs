@@ -176,6 +176,11 @@ impl Health {
         InFlight(self.clone())
     }
 
+    /// Applies reloaded passive-detection settings; state, ejection and history are kept.
+    pub fn retune(&self, passive: &PassiveSpec) {
+        self.passive.retune(passive);
+    }
+
     /// Records a live attempt that succeeded.
     pub fn attempt_succeeded(&self) {
         self.passive.on_success();

@@ -15,10 +15,10 @@ pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 /// Passive-detection counters of one upstream.
 #[derive(Debug)]
 pub struct Passive {
-    /// Failures in a row that eject; 0: never.
-    threshold: u32,
-    /// The first ejection's length.
-    base: Duration,
+    /// Failures in a row that eject; 0: never (retunable by a reload).
+    threshold: AtomicU32,
+    /// The first ejection's length, in ms (retunable by a reload).
+    base_ms: AtomicU64,
     /// Failures in a row so far.
     consecutive: AtomicU32,
     /// Ejections since the doubling last started over (the next lasts `base * 2^level`).
@@ -33,8 +33,8 @@ impl Passive {
     /// Counters for `spec`.
     pub fn new(spec: &PassiveSpec) -> Passive {
         Passive {
-            threshold: spec.consecutive_failures,
-            base: spec.ejection,
+            threshold: AtomicU32::new(spec.consecutive_failures),
+            base_ms: AtomicU64::new(millis(spec.ejection)),
             consecutive: AtomicU32::new(0),
             level: AtomicU32::new(0),
             last_end_ms: AtomicU64::new(0),
@@ -42,14 +42,21 @@ impl Passive {
         }
     }
 
+    /// Applies reloaded settings; the run of failures and the ejection history are kept.
+    pub fn retune(&self, spec: &PassiveSpec) {
+        self.threshold
+            .store(spec.consecutive_failures, Ordering::Relaxed);
+        self.base_ms.store(millis(spec.ejection), Ordering::Relaxed);
+    }
+
     /// Failures in a row that eject (0: never).
     pub fn threshold(&self) -> u32 {
-        self.threshold
+        self.threshold.load(Ordering::Relaxed)
     }
 
     /// The first ejection's length.
     pub fn base(&self) -> Duration {
-        self.base
+        Duration::from_millis(self.base_ms.load(Ordering::Relaxed))
     }
 
     /// A successful attempt: the run of failures is broken.
@@ -63,11 +70,13 @@ impl Passive {
     /// A failed attempt at `now_ms`; returns how long to eject for when this failure is the
     /// one that reaches the threshold.
     pub fn on_failure(&self, now_ms: u64) -> Option<Duration> {
-        if self.threshold == 0 || self.ejected.load(Ordering::Acquire) {
+        let threshold = self.threshold();
+        if threshold == 0 || self.ejected.load(Ordering::Acquire) {
             return None;
         }
         let n = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
-        if n != self.threshold {
+        // `>=`: a threshold lowered by a reload below the current run ejects at once.
+        if n < threshold {
             return None;
         }
         if self
@@ -84,7 +93,7 @@ impl Passive {
             self.level.store(0, Ordering::Relaxed);
         }
         let level = self.level.fetch_add(1, Ordering::Relaxed).min(20);
-        Some(self.base.saturating_mul(1 << level).min(MAX_EJECTION))
+        Some(self.base().saturating_mul(1 << level).min(MAX_EJECTION))
     }
 
     /// The ejection that began with `on_failure` ended at `now_ms`.
@@ -93,6 +102,10 @@ impl Passive {
         self.consecutive.store(0, Ordering::Relaxed);
         self.ejected.store(false, Ordering::Release);
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -150,6 +163,22 @@ mod tests {
             p.on_failure(40_000 + 300_000),
             Some(Duration::from_secs(10)),
             "five minutes without an ejection"
+        );
+    }
+
+    #[test]
+    fn retuning_keeps_the_run_of_failures_and_applies_the_new_threshold() {
+        let p = passive(5, 100);
+        assert_eq!(p.on_failure(1), None);
+        assert_eq!(p.on_failure(2), None);
+        p.retune(&PassiveSpec {
+            consecutive_failures: 3,
+            ejection: Duration::from_millis(400),
+        });
+        assert_eq!(
+            p.on_failure(3),
+            Some(Duration::from_millis(400)),
+            "the third in a row"
         );
     }
 

@@ -3,7 +3,8 @@
 
 use http::{header, HeaderValue, Response, StatusCode};
 
-use super::body::{BodyError, ProxyBody};
+use super::body::ProxyBody;
+use crate::client::body::BodyError;
 use crate::client::ConnectError;
 
 /// Why one attempt at one upstream failed.

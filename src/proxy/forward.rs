@@ -20,9 +20,10 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::body::{BodyError, ProxyBody, Returned, Stream, UpstreamBody};
+use super::body::ProxyBody;
 use super::error::{self, Failure};
 use super::headers;
+use crate::client::body::{BodyError, Returned, Stream, UpstreamBody};
 use crate::routing::{HostName, Route, Upstream};
 use crate::select::{self, Pick};
 
@@ -172,10 +173,11 @@ impl Target {
     /// client's Host as received, else the upstream address's own.
     fn host_for<'a>(&'a self, upstream: &'a Upstream) -> &'a HostName {
         upstream
+            .live
             .host
             .as_ref()
             .or(self.client_host.as_ref())
-            .unwrap_or(&upstream.address_host)
+            .unwrap_or(&upstream.live.address_host)
     }
 
     /// The request for one attempt at `upstream`; `headers` are already rewritten.
@@ -187,7 +189,7 @@ impl Target {
     ) -> Request<UpstreamBody> {
         let host = self.host_for(upstream);
         let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(upstream.scheme.clone());
+        uri.scheme = Some(upstream.live.scheme.clone());
         uri.authority = Some(host.authority.clone());
         uri.path_and_query = Some(self.path.clone());
         let mut req = Request::new(body);
@@ -220,8 +222,8 @@ async fn send(
     on_status: &crate::config::StatusSet,
 ) -> Sent {
     let deadline = upstream.spec.response_timeout;
-    let in_flight = upstream.health.start_request();
-    let response = upstream.client.request(req);
+    let in_flight = upstream.live.health.start_request();
+    let response = upstream.live.client.request(req);
     let result = match body_sent {
         None => tokio::time::timeout(deadline, response).await,
         Some(sent) => {
@@ -294,7 +296,7 @@ pub async fn forward(
         route.state.active(),
         retry.attempts,
         route.next_rr(),
-        |u| u.health.is_available(),
+        |u| u.live.health.is_available(),
     );
     let picks = plan.picks();
     // Failed attempts, charged once the request's fate is known (allocated only on failure).
@@ -327,8 +329,8 @@ pub async fn forward(
         let (failure, response, what) = match send(upstream, req, body_sent, &retry.on_status).await
         {
             Sent::Answer(resp) => {
-                upstream.health.attempt_succeeded();
-                upstream.metrics.attempt("ok");
+                upstream.live.health.attempt_succeeded();
+                upstream.live.metrics.attempt("ok");
                 charge(route, &failed, true);
                 report.upstream = Some(Arc::clone(upstream));
                 report.pick = Some(*pick);
@@ -336,7 +338,7 @@ pub async fn forward(
             }
             Sent::Failed(f, resp, what) => (f, resp, what),
         };
-        upstream.metrics.attempt(failure.outcome());
+        upstream.live.metrics.attempt(failure.outcome());
         if failure == Failure::Local {
             route.metrics.local_error();
         }
@@ -385,7 +387,11 @@ pub async fn forward(
 fn charge(route: &Route, failed: &[(Pick, Failure, String)], answered: bool) {
     for (pick, failure, what) in failed {
         if failure.blames_upstream(answered) {
-            route.upstream(*pick).health.attempt_failed(|| what.clone());
+            route
+                .upstream(*pick)
+                .live
+                .health
+                .attempt_failed(|| what.clone());
         }
     }
 }

@@ -189,7 +189,7 @@ impl Proxy {
         if table.rewrite.debug_headers {
             let h = resp.headers_mut();
             if let Some(u) = &report.upstream {
-                h.insert(X_BASCULE_UPSTREAM.clone(), u.name_header.clone());
+                h.insert(X_BASCULE_UPSTREAM.clone(), u.live.name_header.clone());
             }
             h.insert(
                 X_BASCULE_ATTEMPTS.clone(),

@@ -1,123 +1,24 @@
 //! The routing table: an immutable snapshot compiled from a [`Config`], swapped whole on
-//! reload. Routes point at long-lived [`Upstream`] objects (definition, pooled client, live
-//! health) and [`RouteState`]s (active tier, pin) that a [`Registry`] hands out, so an
-//! upstream whose identity is unchanged keeps its health and connections across reloads.
+//! reload. Its [`Upstream`]s carry this generation's settings over long-lived
+//! [`LiveUpstream`]s (pooled client, health), and its routes point at [`RouteState`]s (active
+//! tier, pin); a [`Registry`] hands the live objects out, so an upstream whose identity is
+//! unchanged keeps its health and connections across reloads (DESIGN §7.5).
 
 pub mod matcher;
 pub mod registry;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::uri::{Authority, Scheme as UriScheme};
-use http::HeaderValue;
-
-use crate::client::{self, Dns, UpstreamClient};
-use crate::config::{Cidr, Config, RouteSpec, UpstreamSpec};
-use crate::health::events::Signals;
-use crate::health::Health;
-use crate::metrics::{RouteMetrics, UpstreamMetrics};
+use crate::config::{Cidr, Config, RouteSpec};
+use crate::metrics::RouteMetrics;
 use crate::tls::CertTable;
 pub use matcher::Matcher;
 pub use registry::{Changes, Pin, Registry, RouteState};
-
-/// One upstream: what it is (its spec), how to reach it (pooled client) and how it is doing.
-pub struct Upstream {
-    /// Its configuration; also its identity across reloads.
-    pub spec: UpstreamSpec,
-    /// Pooled keep-alive client dialling `spec.address`.
-    pub client: UpstreamClient,
-    /// Live health, shared with checkers and in-flight guards.
-    pub health: Arc<Health>,
-    /// URI scheme for requests to it.
-    pub scheme: UriScheme,
-    /// The Host to send when `spec.host` is set.
-    pub host: Option<HostName>,
-    /// The address's own Host (`host[:port]`, the port left out when it is the scheme's), sent
-    /// when neither `spec.host` nor the client gives one.
-    pub address_host: HostName,
-    /// `x-bascule-upstream` value.
-    pub name_header: HeaderValue,
-    /// Attempt counters (`bascule_upstream_attempts_total`).
-    pub metrics: UpstreamMetrics,
-}
-
-impl std::fmt::Debug for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream")
-            .field("name", &self.spec.name)
-            .field("address", &self.spec.address)
-            .finish()
-    }
-}
-
-impl Upstream {
-    fn new(
-        spec: UpstreamSpec,
-        dns: Dns,
-        signals: Signals,
-        metrics: UpstreamMetrics,
-    ) -> Result<Upstream, String> {
-        let client = client::build(&spec, dns)?;
-        let host = match &spec.host {
-            Some(h) => Some(HostName::parse(h).ok_or_else(|| format!("invalid host {h:?}"))?),
-            None => None,
-        };
-        let own = spec.address.authority_for_host();
-        let address_host =
-            HostName::parse(&own).ok_or_else(|| format!("invalid address host {own:?}"))?;
-        let name_header =
-            HeaderValue::from_str(&spec.name).map_err(|e| format!("name {:?}: {e}", spec.name))?;
-        let scheme = match spec.address.scheme {
-            crate::config::Scheme::Http => UriScheme::HTTP,
-            crate::config::Scheme::Https => UriScheme::HTTPS,
-        };
-        Ok(Upstream {
-            client,
-            health: Arc::new(Health::new(&spec.name, &spec.passive, signals)),
-            scheme,
-            host,
-            address_host,
-            name_header,
-            metrics,
-            spec,
-        })
-    }
-
-    /// The upstream's name.
-    pub fn name(&self) -> &str {
-        &self.spec.name
-    }
-}
-
-/// A Host header value and the same name as a URI authority (HTTP/2 sends `:authority`).
-#[derive(Debug, Clone)]
-pub struct HostName {
-    /// For the `Host` header.
-    pub header: HeaderValue,
-    /// For the request URI.
-    pub authority: Authority,
-}
-
-impl HostName {
-    /// `s` as both forms; None when it is not a valid authority.
-    pub fn parse(s: &str) -> Option<HostName> {
-        Some(HostName {
-            header: HeaderValue::from_str(s).ok()?,
-            authority: s.parse().ok()?,
-        })
-    }
-
-    /// A Host header as received, if it is also a valid authority.
-    pub fn from_header(h: &HeaderValue) -> Option<HostName> {
-        Some(HostName {
-            header: h.clone(),
-            authority: Authority::try_from(h.as_bytes()).ok()?,
-        })
-    }
-}
+pub use upstream::{HostName, LiveUpstream, Upstream, UpstreamError};
 
 /// A compiled route.
 #[derive(Debug)]
@@ -186,6 +87,22 @@ pub struct RoutingTable {
     matcher: Matcher,
 }
 
+/// Why a validated config could not be compiled into a table.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// An upstream's live object could not be built.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// A route names an upstream the config does not define (validation prevents this).
+    #[error("route {route:?}: unknown upstream {name:?}")]
+    UnknownUpstream {
+        /// The route.
+        route: String,
+        /// The name.
+        name: String,
+    },
+}
+
 impl RoutingTable {
     /// Compiles `config`, taking live objects from `registry` (reusing unchanged ones). Nothing
     /// live changes: the caller swaps the table in, then calls [`RoutingTable::commit`].
@@ -193,7 +110,7 @@ impl RoutingTable {
         config: Arc<Config>,
         generation: u64,
         registry: &Registry,
-    ) -> Result<RoutingTable, String> {
+    ) -> Result<RoutingTable, CompileError> {
         let upstreams = registry.prepare_upstreams(&config.upstreams)?;
         let states = registry.prepare_routes(&config.routes);
         let by_name: HashMap<&str, &Arc<Upstream>> =
@@ -209,7 +126,10 @@ impl RoutingTable {
                             by_name
                                 .get(n.as_str())
                                 .map(|u| Arc::clone(u))
-                                .ok_or_else(|| format!("unknown upstream {n:?}"))
+                                .ok_or_else(|| CompileError::UnknownUpstream {
+                                    route: spec.name.clone(),
+                                    name: n.clone(),
+                                })
                         })
                         .collect::<Result<Vec<_>, _>>()
                 })

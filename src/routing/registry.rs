@@ -1,8 +1,9 @@
-//! Live objects that outlive reloads: upstreams (definition, pool, health) keyed by their
-//! identity, and route states (active tier, pin) keyed by route name. A reload asks the
-//! registry for the objects of the new config: unchanged ones are handed back with their
-//! live state, changed ones start fresh (keeping an operator's drain or pin while the name
-//! exists), and the registry reports what changed so the reload can log a summary.
+//! Live objects that outlive reloads: upstreams (pool, health) keyed by their identity
+//! (DESIGN §7.5), and route states (active tier, pin) keyed by route name. A reload asks the
+//! registry for the objects of the new config: an upstream whose identity is unchanged is
+//! handed back with its live state (and retuned in place at commit if only its tuning
+//! changed), a changed identity starts fresh (keeping an operator's drain, or a pin while the
+//! name exists), and the registry reports what changed so the reload can log a summary.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +12,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::Upstream;
+use super::{LiveUpstream, Upstream, UpstreamError};
 use crate::client::Dns;
 use crate::config::{RouteSpec, UpstreamSpec};
 use crate::health::events::{self, Event, EventKind, Signals};
@@ -119,8 +120,10 @@ pub struct Changes {
     pub upstreams_added: Vec<String>,
     /// Upstreams no longer configured.
     pub upstreams_removed: Vec<String>,
-    /// Upstreams whose definition changed (they start with fresh health and pool).
+    /// Upstreams whose identity changed (they start with fresh health and pool).
     pub upstreams_changed: Vec<String>,
+    /// Upstreams whose tuning changed, applied in place (health and pool kept).
+    pub upstreams_retuned: Vec<String>,
     /// Routes new in this config.
     pub routes_added: Vec<String>,
     /// Routes no longer configured.
@@ -168,30 +171,35 @@ impl Registry {
         &self.signals
     }
 
-    /// Builds (or reuses) the upstream objects for `specs`, without committing: nothing the
-    /// running table uses changes until [`Registry::commit`].
-    pub fn prepare_upstreams(&self, specs: &[UpstreamSpec]) -> Result<Vec<Arc<Upstream>>, String> {
+    /// The table entries for `specs`, over reused or new live objects, without committing:
+    /// nothing the running table uses changes until [`Registry::commit`].
+    pub fn prepare_upstreams(
+        &self,
+        specs: &[UpstreamSpec],
+    ) -> Result<Vec<Arc<Upstream>>, UpstreamError> {
         let live = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::with_capacity(specs.len());
         for spec in specs {
-            let u = match live.get(&spec.name) {
-                Some(u) if u.spec == *spec => Arc::clone(u),
-                old => {
+            let old = live.get(&spec.name);
+            let kept = old
+                .filter(|u| u.live.identity == spec.identity())
+                .map(|u| Arc::clone(&u.live));
+            let live = match kept {
+                Some(l) => l,
+                None => {
                     let metrics = self.metrics.upstream(&spec.name);
-                    let u = Upstream::new(
-                        spec.clone(),
-                        self.dns.clone(),
-                        self.signals.clone(),
-                        metrics,
-                    )
-                    .map_err(|e| format!("upstream {:?}: {e}", spec.name))?;
+                    let l =
+                        LiveUpstream::new(spec, self.dns.clone(), self.signals.clone(), metrics)?;
                     if let Some(old) = old {
-                        u.health.inherit_drain(&old.health);
+                        l.health.inherit_drain(&old.live.health);
                     }
-                    Arc::new(u)
+                    Arc::new(l)
                 }
             };
-            out.push(u);
+            out.push(Arc::new(Upstream {
+                spec: spec.clone(),
+                live,
+            }));
         }
         Ok(out)
     }
@@ -232,8 +240,16 @@ impl Registry {
         for u in upstreams {
             match live.remove(u.name()) {
                 None => c.upstreams_added.push(u.name().to_owned()),
-                Some(old) if !Arc::ptr_eq(&old, u) => c.upstreams_changed.push(u.name().to_owned()),
-                Some(_) => {}
+                Some(old) if !Arc::ptr_eq(&old.live, &u.live) => {
+                    c.upstreams_changed.push(u.name().to_owned());
+                }
+                Some(old) => {
+                    if old.spec != u.spec {
+                        c.upstreams_retuned.push(u.name().to_owned());
+                    }
+                    // Always: a failed reload in between must not leave stale tuning behind.
+                    u.live.retune(&u.spec);
+                }
             }
             next.insert(u.name().to_owned(), Arc::clone(u));
         }
@@ -257,6 +273,7 @@ impl Registry {
             &mut c.upstreams_added,
             &mut c.upstreams_removed,
             &mut c.upstreams_changed,
+            &mut c.upstreams_retuned,
             &mut c.routes_added,
             &mut c.routes_removed,
             &mut c.routes_changed,

@@ -5,11 +5,15 @@
 //!
 //! Because the connector ignores the request URI's authority, the URI can carry the Host the
 //! upstream should see (which HTTP/2 sends as `:authority`) while connections go to the address.
+//! The connect deadline can be retuned in place by a reload (DESIGN §7.5).
+
+pub mod body;
 
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -19,13 +23,13 @@ use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{Scheme, UpstreamSpec};
-use crate::proxy::body::UpstreamBody;
+use body::UpstreamBody;
 
 /// Shared asynchronous DNS resolver with a cache that honours record TTLs.
 #[derive(Clone)]
@@ -110,14 +114,40 @@ struct Target {
     host: String,
     ip: Option<IpAddr>,
     port: u16,
-    connect_timeout: Duration,
+    /// `connect_timeout` in ms, retunable by a reload.
+    connect_timeout_ms: AtomicU64,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     dns: Dns,
 }
 
+/// Why an upstream's client could not be built (the config checks make these rare).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The TLS server name is not a valid DNS name.
+    #[error("TLS server name {name:?}: {what}")]
+    ServerName {
+        /// The name.
+        name: String,
+        /// Why it is invalid.
+        what: String,
+    },
+    /// A `ca_file` certificate is not a usable trust root.
+    #[error("ca_file {path}: {what}")]
+    TrustRoot {
+        /// The file.
+        path: String,
+        /// What rustls said.
+        what: String,
+    },
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Connector {
-    /// A connector for `spec`; fails when its `ca_file` cannot be read.
-    pub fn new(spec: &UpstreamSpec, dns: Dns) -> Result<Connector, String> {
+    /// A connector for `spec`.
+    pub fn new(spec: &UpstreamSpec, dns: Dns) -> Result<Connector, BuildError> {
         let tls = match spec.address.scheme {
             Scheme::Http => None,
             Scheme::Https => Some(tls_client(spec)?),
@@ -126,43 +156,47 @@ impl Connector {
             host: spec.address.host.clone(),
             ip: spec.address.host.parse().ok(),
             port: spec.address.port,
-            connect_timeout: spec.connect_timeout,
+            connect_timeout_ms: AtomicU64::new(millis(spec.connect_timeout)),
             tls,
             dns,
         })))
+    }
+
+    /// Applies a reloaded `connect_timeout` to connections made from now on.
+    pub fn retune(&self, connect_timeout: Duration) {
+        self.0
+            .connect_timeout_ms
+            .store(millis(connect_timeout), Ordering::Relaxed);
     }
 }
 
 /// rustls client settings for an HTTPS upstream: public roots plus `ca_file`, ALPN h2 and
 /// http/1.1, SNI per the config rules (none for an IP address).
-fn tls_client(spec: &UpstreamSpec) -> Result<(TlsConnector, ServerName<'static>), String> {
+fn tls_client(spec: &UpstreamSpec) -> Result<(TlsConnector, ServerName<'static>), BuildError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &spec.ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{}: no PEM certificates", path.display()));
-        }
-        for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(ca) = &spec.ca {
+        for c in &ca.certs {
+            roots.add(c.clone()).map_err(|e| BuildError::TrustRoot {
+                path: ca.path.display().to_string(),
+                what: e.to_string(),
+            })?;
         }
     }
     let mut config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let invalid = |name: &str, e: rustls::pki_types::InvalidDnsNameError| BuildError::ServerName {
+        name: name.to_owned(),
+        what: e.to_string(),
+    };
     let name = match &spec.sni {
-        Some(sni) => ServerName::try_from(sni.clone()).map_err(|e| format!("sni {sni:?}: {e}"))?,
+        Some(sni) => ServerName::try_from(sni.clone()).map_err(|e| invalid(sni, e))?,
         None => match spec.address.host.parse::<IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => {
-                ServerName::try_from(spec.address.host.clone()).map_err(|e| format!("{e}"))?
-            }
+            Err(_) => ServerName::try_from(spec.address.host.clone())
+                .map_err(|e| invalid(&spec.address.host, e))?,
         },
     };
     Ok((TlsConnector::from(Arc::new(config)), name))
@@ -180,7 +214,7 @@ impl tower_service::Service<Uri> for Connector {
     fn call(&mut self, _uri: Uri) -> Self::Future {
         let target = self.0.clone();
         Box::pin(async move {
-            let deadline = target.connect_timeout;
+            let deadline = Duration::from_millis(target.connect_timeout_ms.load(Ordering::Relaxed));
             tokio::time::timeout(deadline, target.connect())
                 .await
                 .map_err(|_| ConnectError::Timeout)?
@@ -316,16 +350,17 @@ impl hyper::rt::Write for Conn {
 /// The pooled client of one upstream.
 pub type UpstreamClient = Client<Connector, UpstreamBody>;
 
-/// Builds the pooled keep-alive client for `spec`.
-pub fn build(spec: &UpstreamSpec, dns: Dns) -> Result<UpstreamClient, String> {
+/// Builds the pooled keep-alive client for `spec`, and its connector (for retuning).
+pub fn build(spec: &UpstreamSpec, dns: Dns) -> Result<(UpstreamClient, Connector), BuildError> {
     let connector = Connector::new(spec, dns)?;
-    Ok(Client::builder(TokioExecutor::new())
+    let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(1024)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .set_host(false)
-        .build(connector))
+        .build(connector.clone());
+    Ok((client, connector))
 }
 
 /// Whether `e` (or one of its causes) is bascule's own resource exhaustion.
