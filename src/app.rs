@@ -7,15 +7,16 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::admin::{AdminApi, DemoControl};
+use crate::checker::Checkers;
 use crate::client::Dns;
 use crate::config::Limits;
 use crate::config::{self, Config};
-use crate::health::events::{EventLog, Signal, Signals};
+use crate::events::{EventLog, Signal, Signals};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::reload::{Outcome, Reloader, Trigger};
@@ -45,6 +46,8 @@ pub struct App {
     path: PathBuf,
     table: Arc<ArcSwap<RoutingTable>>,
     reloader: Arc<Reloader>,
+    /// One health checker per live upstream of the serving table.
+    checkers: Arc<Checkers>,
     events: EventLog,
     metrics: Arc<Metrics>,
     /// Taken by `serve` to start the steering task.
@@ -60,16 +63,19 @@ impl App {
         let table = RoutingTable::compile(Arc::new(config), 1, &registry)?;
         table.commit(&registry);
         let table = Arc::new(ArcSwap::from_pointee(table));
+        let checkers = Arc::new(Checkers::default());
         let reloader = Arc::new(Reloader::new(
             path,
             table.clone(),
             registry,
             metrics.clone(),
+            checkers.clone(),
         ));
         Ok(Arc::new(App {
             path: path.to_path_buf(),
             table,
             reloader,
+            checkers,
             events: EventLog::default(),
             metrics,
             signal_rx: Mutex::new(Some(signal_rx)),
@@ -88,7 +94,7 @@ impl App {
         demo: Option<Arc<dyn DemoControl>>,
     ) -> Result<(), RunError> {
         let config = self.table.load().config.clone();
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shutdown = CancellationToken::new();
         let mut loops = Vec::new();
         // The admin API first: once the proxy accepts, /status answers too.
         if config.admin.enabled {
@@ -114,7 +120,7 @@ impl App {
                 hosts: config.admin.hosts.clone(),
                 demo,
             };
-            loops.push(tokio::spawn(api.serve(l, shutdown_rx.clone())));
+            loops.push(tokio::spawn(api.serve(l, shutdown.clone())));
         }
         let tls = if config.listen.https.is_empty() {
             None
@@ -149,17 +155,15 @@ impl App {
             )
             .run(),
         );
-        self.reloader.checkers().sync(&self.table.load());
-        loops.push(tokio::spawn(
-            self.reloader.clone().watch(shutdown_rx.clone()),
-        ));
+        self.checkers.sync(&self.table.load());
+        loops.push(tokio::spawn(self.reloader.clone().watch(shutdown.clone())));
 
         let server = Arc::new(Server::new(
             Proxy::new(self.table(), self.metrics.clone(), &config.limits),
             sized_limits(&config.limits),
         ));
         for (l, tls) in listeners {
-            let (s, rx) = (server.clone(), shutdown_rx.clone());
+            let (s, rx) = (server.clone(), shutdown.clone());
             loops.push(tokio::spawn(async move { s.accept_loop(l, tls, rx).await }));
         }
         info!(path = %self.path.display(), routes = config.routes.len(), upstreams = config.upstreams.len(), "bascule started");
@@ -182,11 +186,11 @@ impl App {
             }
         }
         info!(grace = ?config.limits.shutdown_grace, "shutting down: no new connections, finishing in-flight requests");
-        let _receivers_may_be_gone = shutdown_tx.send(true);
+        shutdown.cancel();
         for l in loops {
             let _finished = l.await;
         }
-        self.reloader.checkers().stop();
+        self.checkers.stop();
         steering.abort();
         if server.drain(config.limits.shutdown_grace).await {
             info!("all connections closed");

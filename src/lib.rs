@@ -40,6 +40,7 @@ pub mod checker;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod proxy;

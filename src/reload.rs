@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher as _};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::checker::Checkers;
 use crate::config::{self, fingerprint, hash_bytes, tls_files, Config};
-use crate::health::events::{Event, EventKind};
+use crate::events::{Change, Event};
 use crate::metrics::Metrics;
 use crate::routing::{Changes, CompileError, Registry, RoutingTable};
 
@@ -86,7 +87,8 @@ pub struct Reloader {
     path: PathBuf,
     table: Arc<ArcSwap<RoutingTable>>,
     registry: Registry,
-    checkers: Checkers,
+    /// The app's health checkers, synced to each new table.
+    checkers: Arc<Checkers>,
     metrics: Arc<Metrics>,
     last_error: Arc<Mutex<Option<String>>>,
     /// Serializes reloads (SIGHUP, the admin API and file events may race), and holds the
@@ -96,27 +98,24 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// A reloader of the config at `path` into `table`, with live objects from `registry`.
+    /// A reloader of the config at `path` into `table`, with live objects from `registry`,
+    /// keeping `checkers` in step with each new table.
     pub fn new(
         path: &Path,
         table: Arc<ArcSwap<RoutingTable>>,
         registry: Registry,
         metrics: Arc<Metrics>,
+        checkers: Arc<Checkers>,
     ) -> Reloader {
         Reloader {
             path: path.to_path_buf(),
             table,
             registry,
-            checkers: Checkers::default(),
+            checkers,
             metrics,
             last_error: Arc::default(),
             reloading: Mutex::new(None),
         }
-    }
-
-    /// The health checkers of the serving table's upstreams.
-    pub fn checkers(&self) -> &Checkers {
-        &self.checkers
     }
 
     /// The last failed reload's message, until the next good one (shared with the admin API).
@@ -165,10 +164,11 @@ impl Reloader {
                 }
                 info!(generation, changes = %summary, "config reloaded ({why})");
                 signals.emit(Event::now(
-                    EventKind::Reload,
                     subject,
-                    current.generation.to_string(),
-                    generation.to_string(),
+                    Change::Reload {
+                        from: current.generation,
+                        to: generation,
+                    },
                     format!("{why}: {summary}"),
                 ));
                 Ok(Outcome::Applied(generation))
@@ -188,12 +188,10 @@ impl Reloader {
                 );
                 *failed_hash = Some(on_disk);
                 self.metrics.reloaded(false, current.generation);
-                let g = current.generation.to_string();
+                let g = current.generation;
                 signals.emit(Event::now(
-                    EventKind::Reload,
                     subject,
-                    g.clone(),
-                    g,
+                    Change::Reload { from: g, to: g },
                     format!("{why}: failed: {}", text.lines().next().unwrap_or("")),
                 ));
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
@@ -222,7 +220,7 @@ impl Reloader {
 
     /// Watches the config file until `shutdown`, reloading on changes. Runs on a runtime;
     /// reloads themselves run on the blocking pool.
-    pub async fn watch(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let mut watcher = match FileWatcher::new(tx) {
             Ok(w) => Some(w),
@@ -245,7 +243,7 @@ impl Reloader {
                     debounce(&mut rx).await;
                 }
                 _ = poll.tick() => {}
-                _ = crate::server::stopping(&mut shutdown) => return,
+                _ = shutdown.cancelled() => return,
             }
             let me = Arc::clone(&self);
             let outcome = tokio::task::spawn_blocking(move || me.reload(Trigger::File)).await;

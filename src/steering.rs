@@ -2,10 +2,12 @@
 //! pin or a reload (all arrive as [`Signal`]s on one lock-free channel) and when a held-back
 //! tier's `failback_delay` ends; it then applies the pure policy [`select::steer`] to each route
 //! and publishes the result in the route's [`RouteState`](crate::routing::RouteState), where
-//! the request path reads it with one atomic load. It also records every event: logged through
-//! tracing and kept in the [`EventLog`] for `/status`.
+//! the request path reads it with one atomic load. What the policy remembers between decisions
+//! (when each tier recovered) is the task's own, kept per live route state, so it survives
+//! reloads exactly as long as the route state does. The task also records every event: logged
+//! through tracing and kept in the [`EventLog`] for `/status`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,10 +16,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::health::events::{Event, EventKind, EventLog, Signal};
+use crate::events::{Action, Change, Event, EventLog, Signal};
 use crate::metrics::Metrics;
-use crate::routing::{Route, RoutingTable};
-use crate::select;
+use crate::routing::{Route, RouteState, RoutingTable};
+use crate::select::{self, Steer};
 
 /// Receives signals and steers routes; run with [`Steering::run`].
 pub struct Steering {
@@ -26,6 +28,8 @@ pub struct Steering {
     log: EventLog,
     metrics: Arc<Metrics>,
     start: Instant,
+    /// The policy's memory per live route state (by address; the `Arc` keeps it alive).
+    memory: HashMap<usize, (Arc<RouteState>, Steer)>,
     /// Upstreams an operator undrained since the last decision: their tiers are not held back
     /// by `failback_delay` (an undrain acts at once).
     undrained: HashSet<String>,
@@ -46,6 +50,7 @@ impl Steering {
             log,
             metrics,
             start: Instant::now(),
+            memory: HashMap::new(),
             undrained: HashSet::new(),
         }
     }
@@ -71,7 +76,7 @@ impl Steering {
 
     fn record(&mut self, signal: Signal) {
         if let Signal::Event(e) = signal {
-            if e.kind == EventKind::Operator && e.to == "undrained" {
+            if e.change == Change::Operator(Action::Undrain) {
                 self.undrained.insert(e.subject.clone());
             }
             self.publish(e);
@@ -79,11 +84,11 @@ impl Steering {
     }
 
     fn publish(&self, e: Event) {
-        let bad = matches!(e.to.as_str(), "unhealthy" | "ejected" | "none");
-        if bad {
-            warn!(target: "bascule::events", kind = e.kind.as_str(), subject = %e.subject, from = %e.from, to = %e.to, reason = %e.reason, "event");
+        let (kind, (from, to)) = (e.change.kind().as_str(), e.change.from_to());
+        if e.change.is_bad() {
+            warn!(target: "bascule::events", kind, subject = %e.subject, from = %from, to = %to, reason = %e.reason, "event");
         } else {
-            info!(target: "bascule::events", kind = e.kind.as_str(), subject = %e.subject, from = %e.from, to = %e.to, reason = %e.reason, "event");
+            info!(target: "bascule::events", kind, subject = %e.subject, from = %from, to = %to, reason = %e.reason, "event");
         }
         self.log.push(e);
     }
@@ -93,6 +98,9 @@ impl Steering {
     fn steer_all(&mut self) -> Option<Instant> {
         let table = self.table.load_full();
         let now = self.start.elapsed();
+        // Forget the memory of route states no longer served.
+        let live: HashSet<usize> = table.routes.iter().map(|r| key(&r.state)).collect();
+        self.memory.retain(|k, _| live.contains(k));
         let next = table
             .routes
             .iter()
@@ -103,47 +111,67 @@ impl Steering {
         next
     }
 
-    fn steer_route(&self, route: &Route, now: Duration) -> Option<Duration> {
+    fn steer_route(&mut self, route: &Route, now: Duration) -> Option<Duration> {
         let usable: Vec<bool> = route
             .tiers
             .iter()
             .map(|t| t.iter().any(|u| u.live.health.is_available()))
             .collect();
+        let forgiven: Vec<bool> = route
+            .tiers
+            .iter()
+            .map(|t| t.iter().any(|u| self.undrained.contains(u.name())))
+            .collect();
         let pin = route.state.pin().map(|p| p.tier);
         let delay = route.spec.failback_delay;
-        let mut steer = route.state.steer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut wake = select::steer(&mut steer, &usable, pin, delay, now);
-        let mut forgiven = false;
-        for (t, tier) in route.tiers.iter().enumerate() {
-            if usable[t] && tier.iter().any(|u| self.undrained.contains(u.name())) {
-                steer.recovered_at[t] = None;
-                forgiven = true;
-            }
-        }
-        if forgiven {
-            wake = select::steer(&mut steer, &usable, pin, delay, now);
-        }
-        let (before, after) = (route.state.active(), steer.active);
+        let (_, memory) = self
+            .memory
+            .entry(key(&route.state))
+            .or_insert_with(|| (Arc::clone(&route.state), Steer::default()));
+        let wake = decide(memory, &usable, &forgiven, pin, delay, now);
+        let (before, after) = (route.state.active(), memory.active);
         if before != after {
             route.state.set_active(after);
-            let (from, to) = (tier_name(before), tier_name(after));
+            let change = Change::ActiveTier {
+                from: before,
+                to: after,
+            };
+            let (from, to) = change.from_to();
             self.metrics.failover(&route.spec.name, &from, &to);
             let reason = why(before, after, pin, delay);
-            self.publish(Event::now(
-                EventKind::ActiveTier,
-                &route.spec.name,
-                from,
-                to,
-                reason,
-            ));
+            self.publish(Event::now(&route.spec.name, change, reason));
         }
         wake
     }
 }
 
-/// A tier index as events show it: "0", "1", … or "none".
-pub fn tier_name(tier: Option<usize>) -> String {
-    tier.map_or_else(|| "none".to_owned(), |t| t.to_string())
+/// One steering decision: the policy, with the tiers an operator just undrained (`forgiven`)
+/// not held back by `failback_delay`.
+fn decide(
+    memory: &mut Steer,
+    usable: &[bool],
+    forgiven: &[bool],
+    pin: Option<usize>,
+    delay: Duration,
+    now: Duration,
+) -> Option<Duration> {
+    let wake = select::steer(memory, usable, pin, delay, now);
+    let mut any = false;
+    for (t, f) in forgiven.iter().enumerate() {
+        if *f && usable.get(t).copied().unwrap_or(false) {
+            memory.recovered_at[t] = None;
+            any = true;
+        }
+    }
+    if any {
+        select::steer(memory, usable, pin, delay, now)
+    } else {
+        wake
+    }
+}
+
+fn key(state: &Arc<RouteState>) -> usize {
+    Arc::as_ptr(state) as usize
 }
 
 fn why(before: Option<usize>, after: Option<usize>, pin: Option<usize>, delay: Duration) -> String {
@@ -161,4 +189,80 @@ fn why(before: Option<usize>, after: Option<usize>, pin: Option<usize>, delay: D
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn an_undrained_tier_is_taken_back_without_waiting_for_failback_delay() {
+        let mut m = Steer::default();
+        let none = [false, false];
+        decide(&mut m, &[true, true], &none, None, secs(10), secs(0));
+        decide(&mut m, &[false, true], &none, None, secs(10), secs(1));
+        assert_eq!(m.active, Some(1));
+        decide(
+            &mut m,
+            &[true, true],
+            &[true, false],
+            None,
+            secs(10),
+            secs(2),
+        );
+        assert_eq!(m.active, Some(0), "undrained: no failback delay");
+    }
+
+    #[test]
+    fn a_recovered_tier_that_nobody_undrained_waits_its_delay() {
+        let mut m = Steer::default();
+        let none = [false, false];
+        decide(&mut m, &[true, true], &none, None, secs(10), secs(0));
+        decide(&mut m, &[false, true], &none, None, secs(10), secs(1));
+        let wake = decide(&mut m, &[true, true], &none, None, secs(10), secs(2));
+        assert_eq!(m.active, Some(1));
+        assert_eq!(wake, Some(secs(12)), "woken when the delay ends");
+    }
+
+    #[test]
+    fn forgiving_an_unusable_tier_changes_nothing() {
+        let mut m = Steer::default();
+        decide(
+            &mut m,
+            &[false, true],
+            &[true, false],
+            None,
+            secs(10),
+            secs(0),
+        );
+        assert_eq!(m.active, Some(1));
+    }
+
+    #[test]
+    fn reasons_say_why_the_tier_changed() {
+        assert_eq!(
+            why(Some(0), Some(1), None, secs(10)),
+            "tier 0 has no usable upstream"
+        );
+        assert_eq!(
+            why(Some(1), Some(0), None, secs(10)),
+            "tier 0 has been usable for failback_delay (10s)"
+        );
+        assert_eq!(
+            why(Some(0), Some(2), Some(2), secs(1)),
+            "pinned to tier 2 by an operator"
+        );
+        assert_eq!(
+            why(Some(0), None, None, secs(1)),
+            "no tier has a usable upstream"
+        );
+        assert_eq!(
+            why(None, Some(1), None, secs(1)),
+            "tier 1 is the first with a usable upstream"
+        );
+    }
 }

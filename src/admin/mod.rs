@@ -22,10 +22,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::health::events::EventLog;
+use crate::events::EventLog;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use status::Status;
@@ -68,8 +68,8 @@ pub struct AdminApi {
 type Answer = Response<Full<Bytes>>;
 
 impl AdminApi {
-    /// Serves connections from `listener` until `shutdown` turns true.
-    pub async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    /// Serves connections from `listener` until `shutdown` is cancelled.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
         let api = Arc::new(self);
         loop {
             let (stream, peer) = tokio::select! {
@@ -81,7 +81,7 @@ impl AdminApi {
                         continue;
                     }
                 },
-                _ = crate::server::stopping(&mut shutdown) => return,
+                _ = shutdown.cancelled() => return,
             };
             let api = Arc::clone(&api);
             tokio::spawn(async move {

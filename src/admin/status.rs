@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::health::events::Event;
+use crate::events::Event;
 use crate::health::{ProbeResult, State};
 use crate::routing::{Pin, RoutingTable};
 

@@ -143,6 +143,19 @@ pub struct Address {
 }
 
 impl Address {
+    /// The Host header value for this address: the port is left out when it is the scheme's.
+    pub fn authority_for_host(&self) -> String {
+        let default = matches!(
+            (self.scheme, self.port),
+            (Scheme::Http, 80) | (Scheme::Https, 443)
+        );
+        match (default, self.host.contains(':')) {
+            (true, false) => self.host.clone(),
+            (true, true) => format!("[{}]", self.host),
+            (false, _) => self.authority(),
+        }
+    }
+
     /// `host:port` as it goes into a Host header (IPv6 in brackets).
     pub fn authority(&self) -> String {
         if self.host.contains(':') {
@@ -150,6 +163,17 @@ impl Address {
         } else {
             format!("{}:{}", self.host, self.port)
         }
+    }
+}
+
+/// Removes a `:port` suffix from a host (IPv6 literals keep their brackets' content).
+pub fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
     }
 }
 

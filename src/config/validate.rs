@@ -688,21 +688,6 @@ impl<'a> Checker<'a> {
     }
 }
 
-impl Address {
-    /// The Host header value for this address: the port is left out when it is the scheme's.
-    pub fn authority_for_host(&self) -> String {
-        let default = matches!(
-            (self.scheme, self.port),
-            (Scheme::Http, 80) | (Scheme::Https, 443)
-        );
-        match (default, self.host.contains(':')) {
-            (true, false) => self.host.clone(),
-            (true, true) => format!("[{}]", self.host),
-            (false, _) => self.authority(),
-        }
-    }
-}
-
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.chars()
@@ -759,17 +744,6 @@ fn parse_server_name(s: &str) -> Result<String, String> {
     rustls::pki_types::ServerName::try_from(s.to_owned())
         .map(|_| s.to_owned())
         .map_err(|_| format!("invalid TLS server name {s:?}"))
-}
-
-/// Removes a `:port` suffix from a host (IPv6 literals keep their brackets' content).
-pub fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
-    }
 }
 
 fn parse_host_pattern(s: &str) -> Result<HostPattern, String> {

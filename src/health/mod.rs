@@ -3,10 +3,9 @@
 //! lock-free on the request path. Each mechanism (active checks, passive ejection, operator
 //! drain) sets and clears only its own flag; the upstream is usable while no flag is set, and
 //! its `state` is derived from the flags with the precedence drained > ejected > unhealthy >
-//! healthy. Every state change is sent as an [`events::Event`].
+//! healthy. Every state change is sent as an [`Event`].
 
 pub mod counter;
-pub mod events;
 pub mod passive;
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::config::PassiveSpec;
-use events::{Event, EventKind, Signals};
+use crate::events::{Action, Change, Event, Signals};
 use passive::Passive;
 
 /// Why an upstream is not usable; a bit each.
@@ -74,7 +73,7 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProbeResult {
     /// When the probe started.
-    #[serde(serialize_with = "events::rfc3339")]
+    #[serde(serialize_with = "crate::events::rfc3339")]
     pub at: SystemTime,
     /// Whether it passed.
     pub ok: bool,
@@ -156,10 +155,11 @@ impl Health {
         let (from, to) = (State::of(prev), State::of(next));
         if from != to {
             self.signals.emit(Event::now(
-                EventKind::UpstreamState,
                 &self.name,
-                from.as_str(),
-                to.as_str(),
+                Change::UpstreamState {
+                    from: from.as_str(),
+                    to: to.as_str(),
+                },
                 reason,
             ));
         }
@@ -233,10 +233,8 @@ impl Health {
         let newly = self.set(Flag::Drained, reason);
         if newly {
             self.signals.emit(Event::now(
-                EventKind::Operator,
                 &self.name,
-                "undrained",
-                "drained",
+                Change::Operator(Action::Drain),
                 reason,
             ));
         }
@@ -249,10 +247,8 @@ impl Health {
         let was = self.clear(Flag::Drained, reason);
         if was {
             self.signals.emit(Event::now(
-                EventKind::Operator,
                 &self.name,
-                "drained",
-                "undrained",
+                Change::Operator(Action::Undrain),
                 reason,
             ));
         }
@@ -298,7 +294,7 @@ impl Drop for InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use events::Signal;
+    use crate::events::Signal;
 
     fn health() -> (Arc<Health>, tokio::sync::mpsc::UnboundedReceiver<Signal>) {
         let (signals, rx) = Signals::channel();
@@ -313,8 +309,8 @@ mod tests {
         let mut out = Vec::new();
         while let Ok(s) = rx.try_recv() {
             if let Signal::Event(e) = s {
-                if e.kind == EventKind::UpstreamState {
-                    out.push((e.from, e.to));
+                if let Change::UpstreamState { from, to } = e.change {
+                    out.push((from.to_owned(), to.to_owned()));
                 }
             }
         }

@@ -6,6 +6,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use super::body::ProxyBody;
 use crate::client::body::BodyError;
 use crate::client::ConnectError;
+use crate::metrics::Outcome;
 
 /// Why one attempt at one upstream failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,15 +89,15 @@ impl Failure {
         }
     }
 
-    /// The metric outcome label (`bascule_upstream_attempts_total{outcome}`).
-    pub fn outcome(self) -> &'static str {
+    /// The attempt's outcome (`bascule_upstream_attempts_total{outcome}`).
+    pub fn outcome(self) -> Outcome {
         match self {
-            Failure::Connect => "connect_error",
-            Failure::ConnectTimeout | Failure::ResponseTimeout => "timeout",
-            Failure::Status => "retry_status",
-            Failure::Other => "error",
-            Failure::ClientBody => "client_error",
-            Failure::Local => "local_error",
+            Failure::Connect => Outcome::ConnectError,
+            Failure::ConnectTimeout | Failure::ResponseTimeout => Outcome::Timeout,
+            Failure::Status => Outcome::RetryStatus,
+            Failure::Other => Outcome::Error,
+            Failure::ClientBody => Outcome::ClientError,
+            Failure::Local => Outcome::LocalError,
         }
     }
 }

@@ -24,6 +24,7 @@ use super::body::ProxyBody;
 use super::error::{self, Failure};
 use super::headers;
 use crate::client::body::{BodyError, Returned, Stream, UpstreamBody};
+use crate::metrics::Outcome;
 use crate::routing::{HostName, Route, Upstream};
 use crate::select::{self, Pick};
 
@@ -251,7 +252,7 @@ async fn send(
         Ok(Err(e)) => {
             let f = Failure::of(&e);
             let cause = crate::client::error_chain(&e);
-            debug!(upstream = upstream.name(), error = %cause, failure = f.outcome(), "attempt failed");
+            debug!(upstream = upstream.name(), error = %cause, failure = f.outcome().as_str(), "attempt failed");
             Sent::Failed(f, None, cause)
         }
         Err(_elapsed) => {
@@ -330,7 +331,7 @@ pub async fn forward(
         {
             Sent::Answer(resp) => {
                 upstream.live.health.attempt_succeeded();
-                upstream.live.metrics.attempt("ok");
+                upstream.live.metrics.attempt(Outcome::Ok);
                 charge(route, &failed, true);
                 report.upstream = Some(Arc::clone(upstream));
                 report.pick = Some(*pick);

@@ -56,7 +56,7 @@ impl Matcher {
 
     /// The route for `host` (as received: any case, may carry a port) and `path`.
     pub fn find(&self, host: &str, path: &str) -> Option<usize> {
-        let host = strip_port(host).trim_end_matches('.');
+        let host = crate::config::strip_port(host).trim_end_matches('.');
         let mut lower_buf = [0u8; 256];
         let host = match lowercase(host, &mut lower_buf) {
             Some(h) => h,
@@ -86,11 +86,6 @@ impl Matcher {
             .find(|e| path.starts_with(&*e.prefix))
             .map(|e| e.route)
     }
-}
-
-/// Removes a trailing `:port` (and IPv6 brackets).
-fn strip_port(host: &str) -> &str {
-    crate::config::validate::strip_port(host)
 }
 
 /// Lower-cases `host` into `buf` without allocating; None when it is too long or not ASCII

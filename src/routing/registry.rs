@@ -15,9 +15,8 @@ use serde::Serialize;
 use super::{LiveUpstream, Upstream, UpstreamError};
 use crate::client::Dns;
 use crate::config::{RouteSpec, UpstreamSpec};
-use crate::health::events::{self, Event, EventKind, Signals};
+use crate::events::{Action, Change, Event, Signals};
 use crate::metrics::Metrics;
-use crate::select::Steer;
 
 const NO_TIER: usize = usize::MAX;
 
@@ -29,7 +28,7 @@ pub struct Pin {
     /// Why, as the operator said.
     pub reason: String,
     /// When it was set.
-    #[serde(serialize_with = "events::rfc3339")]
+    #[serde(serialize_with = "crate::events::rfc3339")]
     pub at: SystemTime,
 }
 
@@ -40,8 +39,6 @@ pub struct RouteState {
     name: String,
     active: AtomicUsize,
     pin: Mutex<Option<Pin>>,
-    /// Owned by the steering task.
-    pub steer: Mutex<Steer>,
     signals: Signals,
 }
 
@@ -51,7 +48,6 @@ impl RouteState {
             name: name.to_owned(),
             active: AtomicUsize::new(0),
             pin: Mutex::new(None),
-            steer: Mutex::new(Steer::default()),
             signals,
         }
     }
@@ -86,12 +82,12 @@ impl RouteState {
                 reason: reason.to_owned(),
                 at: SystemTime::now(),
             });
-        let from = old.map_or("unpinned".to_owned(), |p| format!("pinned:{}", p.tier));
         self.signals.emit(Event::now(
-            EventKind::Operator,
             &self.name,
-            from,
-            format!("pinned:{tier}"),
+            Change::Operator(Action::Pin {
+                from: old.map(|p| p.tier),
+                to: tier,
+            }),
             reason,
         ));
         self.signals.resteer();
@@ -102,10 +98,8 @@ impl RouteState {
         let old = self.pin.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(old) = old else { return false };
         self.signals.emit(Event::now(
-            EventKind::Operator,
             &self.name,
-            format!("pinned:{}", old.tier),
-            "unpinned",
+            Change::Operator(Action::Unpin { from: old.tier }),
             reason,
         ));
         self.signals.resteer();

@@ -12,7 +12,7 @@ use http::HeaderValue;
 
 use crate::client::{self, Connector, Dns, UpstreamClient};
 use crate::config::{HealthSpec, Identity, Scheme, UpstreamSpec};
-use crate::health::events::Signals;
+use crate::events::Signals;
 use crate::health::Health;
 use crate::metrics::UpstreamMetrics;
 

@@ -21,8 +21,9 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::config::Limits;
@@ -106,13 +107,13 @@ impl Server {
         &self,
         listener: TcpListener,
         tls: Option<TlsAcceptor>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) {
         let mut backoff = Backoff::default();
         loop {
             let permit = tokio::select! {
                 p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = stopping(&mut shutdown) => break,
+                _ = shutdown.cancelled() => break,
             };
             let (stream, peer) = tokio::select! {
                 r = listener.accept() => match r {
@@ -129,7 +130,7 @@ impl Server {
                         continue;
                     }
                 },
-                _ = stopping(&mut shutdown) => break,
+                _ = shutdown.cancelled() => break,
             };
             backoff.succeeded();
             let conn = ConnTask {
@@ -209,13 +210,6 @@ fn max_headers(max_header_bytes: usize) -> usize {
     (max_header_bytes / 32).max(100)
 }
 
-/// Resolves once shutdown has begun (or the sender is gone).
-pub async fn stopping(rx: &mut watch::Receiver<bool>) {
-    if rx.wait_for(|s| *s).await.is_err() {
-        // The sender is gone: the process is going down anyway.
-    }
-}
-
 /// Picks the HTTPS listeners' certificates from the serving routing table, so a reload
 /// rotates them for new handshakes.
 #[derive(Debug)]
@@ -242,7 +236,7 @@ struct ConnTask {
     proxy: Proxy,
     limits: Limits,
     builders: Arc<Builders>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 }
 
 impl ConnTask {
@@ -274,7 +268,7 @@ impl ConnTask {
         self.serve(tls, peer, true, protocol).await;
     }
 
-    async fn serve<S>(mut self, stream: S, peer: SocketAddr, https: bool, protocol: Protocol)
+    async fn serve<S>(self, stream: S, peer: SocketAddr, https: bool, protocol: Protocol)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -339,7 +333,7 @@ impl ConnTask {
                         None => sleep.as_mut().reset(clock.arm()),
                     }
                 }
-                _ = stopping(&mut self.shutdown), if !closing => {
+                _ = self.shutdown.cancelled(), if !closing => {
                     conn.as_mut().graceful_shutdown();
                     clock.close();
                     closing = true;

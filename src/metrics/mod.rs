@@ -8,58 +8,72 @@
 //! holds a mutex). Gauges that mirror state (`upstream_up`, `route_active_tier`) are set from
 //! the serving table when scraped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+mod histogram;
+mod route;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use std::sync::{Arc, OnceLock};
+
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::{MetricType, TypedMetric};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
-/// Upper bounds (seconds) of the request duration buckets: 1 ms to 30 s.
-const BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+pub use histogram::AtomicHistogram;
+pub use route::RouteMetrics;
 
-/// The `outcome` label values of `bascule_upstream_attempts_total`, in index order.
-pub const OUTCOMES: [&str; 7] = [
-    "ok",
-    "connect_error",
-    "timeout",
-    "retry_status",
-    "error",
-    "client_error",
-    "local_error",
-];
-
-/// The status codes that get a cached counter slot (any other takes the family's lock):
-/// 100–103, 200–208, 300–308, 400–431, 500–530.
-const CODE_RANGES: [(u16, u16); 5] = [(100, 103), (200, 208), (300, 308), (400, 431), (500, 530)];
-
-/// The cached slot of `code`, if it has one.
-fn slot_of(code: u16) -> Option<usize> {
-    let mut base = 0;
-    for (lo, hi) in CODE_RANGES {
-        if (lo..=hi).contains(&code) {
-            return Some(base + usize::from(code - lo));
-        }
-        base += usize::from(hi - lo + 1);
-    }
-    None
+/// How one attempt at an upstream ended: the `outcome` label of
+/// `bascule_upstream_attempts_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered with a status that is not a failure.
+    Ok,
+    /// Connect failed (refused, unreachable, DNS, TLS handshake).
+    ConnectError,
+    /// Connect or response-head deadline passed.
+    Timeout,
+    /// Answered with a status in `retry.on_status`.
+    RetryStatus,
+    /// The exchange broke after the request was sent.
+    Error,
+    /// The client's request body stalled or broke (the client's doing).
+    ClientError,
+    /// bascule ran out of descriptors or memory (bascule's own).
+    LocalError,
 }
 
-/// How many cached slots a (route, upstream) pair has.
-const SLOTS: usize = 4 + 9 + 9 + 32 + 31;
+impl Outcome {
+    /// Every outcome, in label-index order.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Ok,
+        Outcome::ConnectError,
+        Outcome::Timeout,
+        Outcome::RetryStatus,
+        Outcome::Error,
+        Outcome::ClientError,
+        Outcome::LocalError,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ConnectError => "connect_error",
+            Outcome::Timeout => "timeout",
+            Outcome::RetryStatus => "retry_status",
+            Outcome::Error => "error",
+            Outcome::ClientError => "client_error",
+            Outcome::LocalError => "local_error",
+        }
+    }
+}
 
 /// `{route, upstream, code}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    route: String,
-    upstream: String,
-    code: String,
+    pub(crate) route: String,
+    pub(crate) upstream: String,
+    pub(crate) code: String,
 }
 
 /// `{route}`.
@@ -101,58 +115,17 @@ pub struct ReloadLabels {
     result: &'static str,
 }
 
-/// A histogram of atomics: observing is a few relaxed atomic adds, no lock.
-#[derive(Clone, Debug, Default)]
-pub struct AtomicHistogram(Arc<HistogramCells>);
-
-#[derive(Debug, Default)]
-struct HistogramCells {
-    /// Per bucket (not cumulative), the last one +Inf.
-    counts: [AtomicU64; BUCKETS.len() + 1],
-    /// Sum of observations in nanoseconds.
-    sum_ns: AtomicU64,
-}
-
-impl AtomicHistogram {
-    /// Records one duration.
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BUCKETS.len());
-        self.0.counts[i].fetch_add(1, Ordering::Relaxed);
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.0.sum_ns.fetch_add(ns, Ordering::Relaxed);
-    }
-}
-
-impl TypedMetric for AtomicHistogram {
-    const TYPE: MetricType = MetricType::Histogram;
-}
-
-impl EncodeMetric for AtomicHistogram {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let mut buckets = [(0.0, 0u64); BUCKETS.len() + 1];
-        let mut count = 0;
-        for (i, cell) in self.0.counts.iter().enumerate() {
-            let n = cell.load(Ordering::Relaxed);
-            count += n;
-            buckets[i] = (BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), n);
-        }
-        let sum = self.0.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        Self::TYPE
-    }
+/// Registers a fresh metric as `name` with `help`; returns its handle.
+fn register<M: Metric + Default + Clone>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// Every metric bascule exports.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
+    pub(crate) requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabel, AtomicHistogram>,
     attempts: Family<AttemptLabels, Counter>,
     upstream_up: Family<UpstreamLabel, Gauge>,
@@ -181,59 +154,51 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
-        let requests = Family::default();
-        registry.register(
+        let reg = &mut registry;
+        let requests = register(
+            reg,
             "bascule_requests",
             "Requests answered, by route, the upstream that answered (\"-\" for bascule's own answers) and status code",
-            requests.clone(),
         );
-        let duration = Family::default();
-        registry.register(
+        let duration = register(
+            reg,
             "bascule_request_duration_seconds",
             "Time from a request's arrival to its response head, failover attempts included, by route",
-            duration.clone(),
         );
-        let attempts = Family::default();
-        registry.register(
+        let attempts = register(
+            reg,
             "bascule_upstream_attempts",
             "Attempts sent to an upstream, by outcome (ok, connect_error, timeout, retry_status, error, client_error, local_error)",
-            attempts.clone(),
         );
-        let upstream_up = Family::default();
-        registry.register(
+        let upstream_up = register(
+            reg,
             "bascule_upstream_up",
             "1 when the upstream is usable (state healthy), else 0",
-            upstream_up.clone(),
         );
-        let active_tier = Family::default();
-        registry.register(
+        let active_tier = register(
+            reg,
             "bascule_route_active_tier",
             "0-based index of the route's tier in use; -1 when no tier has a usable upstream",
-            active_tier.clone(),
         );
-        let failovers = Family::default();
-        registry.register(
+        let failovers = register(
+            reg,
             "bascule_failovers",
             "Changes of a route's active tier, by 0-based tier indexes (\"none\": nothing usable)",
-            failovers.clone(),
         );
-        let config_reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register(
+        let config_reloads: Family<ReloadLabels, Counter> = register(
+            reg,
             "bascule_config_reloads",
             "Config reloads, by result (success or error)",
-            config_reloads.clone(),
         );
-        let config_generation = Gauge::default();
-        registry.register(
+        let config_generation: Gauge = register(
+            reg,
             "bascule_config_generation",
             "Generation of the serving config: 1 after start, +1 per applied reload",
-            config_generation.clone(),
         );
-        let local_errors = Family::<OpLabel, Counter>::default();
-        registry.register(
+        let local_errors: Family<OpLabel, Counter> = register(
+            reg,
             "bascule_local_errors",
             "Failures of bascule's own resources (file descriptors, memory), by operation (accept, connect): never counted against an upstream",
-            local_errors.clone(),
         );
         for op in ["accept", "connect"] {
             local_errors.get_or_create(&OpLabel { op }).inc_by(0);
@@ -262,10 +227,10 @@ impl Metrics {
 
     /// The cached attempt counters of upstream `name`.
     pub fn upstream(&self, name: &str) -> UpstreamMetrics {
-        let attempts = OUTCOMES.map(|outcome| {
+        let attempts = Outcome::ALL.map(|outcome| {
             self.attempts.get_or_create_owned(&AttemptLabels {
                 upstream: name.to_owned(),
-                outcome,
+                outcome: outcome.as_str(),
             })
         });
         UpstreamMetrics { attempts }
@@ -273,18 +238,10 @@ impl Metrics {
 
     /// The cached handles of route `name`, whose upstreams are `upstreams` (by name).
     pub fn route(self: &Arc<Self>, name: &str, upstreams: Vec<String>) -> RouteMetrics {
-        let slots = (0..=upstreams.len())
-            .map(|_| (0..SLOTS).map(|_| OnceLock::new()).collect())
-            .collect();
-        RouteMetrics {
-            name: name.to_owned(),
-            upstreams,
-            duration: self.duration.get_or_create_owned(&RouteLabel {
-                route: name.to_owned(),
-            }),
-            slots,
-            metrics: Arc::clone(self),
-        }
+        let duration = self.duration.get_or_create_owned(&RouteLabel {
+            route: name.to_owned(),
+        });
+        RouteMetrics::new(Arc::clone(self), name, upstreams, duration)
     }
 
     /// The handles for requests answered before a route was found (route "-").
@@ -354,80 +311,23 @@ impl Metrics {
     }
 }
 
-/// An upstream's attempt counters, by outcome (index into [`OUTCOMES`]).
+/// An upstream's attempt counters, indexed by [`Outcome`].
 #[derive(Debug, Clone)]
 pub struct UpstreamMetrics {
-    attempts: [Counter; OUTCOMES.len()],
+    attempts: [Counter; Outcome::ALL.len()],
 }
 
 impl UpstreamMetrics {
-    /// Counts one attempt with `outcome` (one of [`OUTCOMES`]).
-    pub fn attempt(&self, outcome: &str) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-            self.attempts[i].inc();
-        }
-    }
-}
-
-/// A route's request counters and duration histogram, filled lazily and then lock-free.
-pub struct RouteMetrics {
-    name: String,
-    /// The route's upstreams by name; slot `upstreams.len()` is "-" (bascule's own answer).
-    upstreams: Vec<String>,
-    duration: AtomicHistogram,
-    /// Per upstream (and "-"), per cached status code (`slot_of`).
-    slots: Vec<Box<[OnceLock<Counter>]>>,
-    metrics: Arc<Metrics>,
-}
-
-impl std::fmt::Debug for RouteMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RouteMetrics")
-            .field("route", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RouteMetrics {
-    /// Counts a request answered by upstream number `upstream` (an index into the names the
-    /// route was built with; None: bascule answered itself) with `code`, after `elapsed`.
-    pub fn request(&self, upstream: Option<usize>, code: u16, elapsed: Duration) {
-        self.duration.observe(elapsed);
-        let u = upstream
-            .filter(|u| *u < self.upstreams.len())
-            .unwrap_or(self.upstreams.len());
-        let labels = || RequestLabels {
-            route: self.name.clone(),
-            upstream: self
-                .upstreams
-                .get(u)
-                .cloned()
-                .unwrap_or_else(|| "-".to_owned()),
-            code: code.to_string(),
-        };
-        match slot_of(code).and_then(|c| self.slots.get(u).and_then(|s| s.get(c))) {
-            Some(slot) => slot
-                .get_or_init(|| self.metrics.requests.get_or_create_owned(&labels()))
-                .inc(),
-            // A rare code: counted through the family (a read lock, or a write on first use).
-            None => self.metrics.requests.get_or_create(&labels()).inc(),
-        };
-    }
-
-    /// Counts an attempt that failed on bascule's own resources before reaching the upstream.
-    pub fn local_error(&self) {
-        self.metrics.local_error("connect");
-    }
-
-    /// The index of upstream `name` in this route, for [`RouteMetrics::request`].
-    pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.upstreams.iter().position(|u| u == name)
+    /// Counts one attempt that ended with `outcome`.
+    pub fn attempt(&self, outcome: Outcome) {
+        self.attempts[outcome as usize].inc();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn reloads_are_counted_by_result() {
@@ -477,19 +377,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"le="+Inf""#), "{text}");
-    }
-
-    #[test]
-    fn cached_slots_cover_the_common_codes_once_each() {
-        let mut seen = std::collections::HashSet::new();
-        for (lo, hi) in CODE_RANGES {
-            for code in lo..=hi {
-                let s = slot_of(code).expect("a slot");
-                assert!(s < SLOTS && seen.insert(s), "{code}");
-            }
-        }
-        assert_eq!(seen.len(), SLOTS);
-        assert_eq!(slot_of(451), None);
     }
 
     #[test]
