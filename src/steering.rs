@@ -1,7 +1,7 @@
 //! The steering task: keeps every route's active tier. It wakes on an upstream state change, a
 //! pin or a reload (all arrive as [`Signal`]s on one lock-free channel) and when a held-back
 //! tier's `failback_delay` ends; it then applies the pure policy [`select::steer`] to each route
-//! and publishes the result in the route's [`RouteState`](crate::routing::RouteState), where
+//! and publishes the result in the route's [`RouteState`], where
 //! the request path reads it with one atomic load. What the policy remembers between decisions
 //! (when each tier recovered) is the task's own, kept per live route state, so it survives
 //! reloads exactly as long as the route state does. The task also records every event: logged

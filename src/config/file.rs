@@ -1,6 +1,7 @@
 //! Serde mirror of the config file, version 1. No logic lives here: every value a user can get
 //! wrong is kept as text with its byte span, and `validate` turns it into typed settings,
-//! reporting every mistake with file:line:col. Unknown keys are rejected by serde.
+//! reporting every mistake with file:line:col. Unknown keys are rejected by serde. Defaults
+//! are named in [`defaults`](super::defaults), written once.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -66,7 +67,7 @@ pub struct Listen {
 pub struct Admin {
     /// Default: true.
     pub enabled: Option<bool>,
-    /// Default: "127.0.0.1:9901".
+    /// Default: [`ADMIN_LISTEN`](super::defaults::ADMIN_LISTEN).
     pub listen: Option<Text>,
     /// Bearer token; required for a non-loopback address. Default: none.
     pub token: Option<Text>,
@@ -81,27 +82,27 @@ pub struct Admin {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Request head size limit (431 beyond); also sets the HTTP/1 header count (one per 32
-    /// bytes) and the request-target limit (an eighth, at least 8 KiB). Default: "64KiB".
+    /// bytes) and the request-target limit (an eighth, at least 8 KiB). Default: [`MAX_HEADER_BYTES`](super::defaults::MAX_HEADER_BYTES).
     pub max_header_bytes: Option<Spanned<Scalar>>,
-    /// Time a client has to send its request head. Default: "10s".
+    /// Time a client has to send its request head. Default: [`HEADER_TIMEOUT`](super::defaults::HEADER_TIMEOUT).
     pub header_timeout: Option<Text>,
-    /// Keep-alive connections idle longer are closed. Default: "60s".
+    /// Keep-alive connections idle longer are closed. Default: [`IDLE_TIMEOUT`](super::defaults::IDLE_TIMEOUT).
     pub idle_timeout: Option<Text>,
-    /// Time in-flight requests get on SIGTERM. Default: "30s".
+    /// Time in-flight requests get on SIGTERM. Default: [`SHUTDOWN_GRACE`](super::defaults::SHUTDOWN_GRACE).
     pub shutdown_grace: Option<Text>,
-    /// Open client connections at most; further ones wait in the accept queue. Default: 10000.
+    /// Open client connections at most; further ones wait in the accept queue. Default: [`MAX_CONNECTIONS`](super::defaults::MAX_CONNECTIONS).
     pub max_connections: Option<Spanned<i64>>,
     /// A request body that delivers no bytes for this long is cut (h1: 408, h2: stream reset).
-    /// Default: "10s".
+    /// Default: [`BODY_TIMEOUT`](super::defaults::BODY_TIMEOUT).
     pub body_timeout: Option<Text>,
-    /// A client that accepts no response bytes for this long is cut. Default: "30s".
+    /// A client that accepts no response bytes for this long is cut. Default: [`SEND_TIMEOUT`](super::defaults::SEND_TIMEOUT).
     pub send_timeout: Option<Text>,
-    /// Concurrent streams per HTTP/2 client connection. Default: 100.
+    /// Concurrent streams per HTTP/2 client connection. Default: [`MAX_CONCURRENT_STREAMS`](super::defaults::MAX_CONCURRENT_STREAMS).
     pub max_concurrent_streams: Option<Spanned<i64>>,
-    /// Requests of one client connection in flight to upstreams at once; more wait. Default: 32.
+    /// Requests of one client connection in flight to upstreams at once; more wait. Default: [`MAX_IN_FLIGHT_PER_CONNECTION`](super::defaults::MAX_IN_FLIGHT_PER_CONNECTION).
     pub max_in_flight_per_connection: Option<Spanned<i64>>,
     /// Memory all buffered (replayable) request bodies of one connection may hold; beyond it
-    /// bodies are streamed. Default: "1MiB".
+    /// bodies are streamed. Default: [`BODY_BUFFER_PER_CONNECTION`](super::defaults::BODY_BUFFER_PER_CONNECTION).
     pub body_buffer_per_connection: Option<Spanned<Scalar>>,
 }
 
@@ -138,9 +139,9 @@ pub struct Certificate {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
-    /// Default: "1s".
+    /// Default: [`CONNECT_TIMEOUT`](super::defaults::CONNECT_TIMEOUT).
     pub connect_timeout: Option<Text>,
-    /// Until response headers. Default: "15s".
+    /// Until response headers. Default: [`RESPONSE_TIMEOUT`](super::defaults::RESPONSE_TIMEOUT).
     pub response_timeout: Option<Text>,
     /// `[defaults.health]`.
     #[serde(default)]
@@ -154,17 +155,17 @@ pub struct Defaults {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
-    /// Default: "/healthz".
+    /// Default: [`HEALTH_PATH`](super::defaults::HEALTH_PATH).
     pub path: Option<Text>,
-    /// Default: "1s".
+    /// Default: [`HEALTH_INTERVAL`](super::defaults::HEALTH_INTERVAL).
     pub interval: Option<Text>,
-    /// Default: "800ms".
+    /// Default: [`HEALTH_TIMEOUT`](super::defaults::HEALTH_TIMEOUT).
     pub timeout: Option<Text>,
-    /// Consecutive passes to become healthy. Default: 2.
+    /// Consecutive passes to become healthy. Default: [`HEALTH_RISE`](super::defaults::HEALTH_RISE).
     pub rise: Option<Spanned<i64>>,
-    /// Consecutive failures to become unhealthy. Default: 2.
+    /// Consecutive failures to become unhealthy. Default: [`HEALTH_FALL`](super::defaults::HEALTH_FALL).
     pub fall: Option<Spanned<i64>>,
-    /// Default: "200-399".
+    /// Default: [`HEALTH_EXPECT_STATUS`](super::defaults::HEALTH_EXPECT_STATUS).
     pub expect_status: Option<Text>,
     /// Host header for probes (upstreams only). Default: the upstream's host, else its address.
     pub host: Option<Text>,
@@ -174,9 +175,9 @@ pub struct Health {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Passive {
-    /// Live failures in a row that eject. Default: 3.
+    /// Live failures in a row that eject. Default: [`CONSECUTIVE_FAILURES`](super::defaults::CONSECUTIVE_FAILURES).
     pub consecutive_failures: Option<Spanned<i64>>,
-    /// First ejection; doubles on repeats up to 5m. Default: "10s".
+    /// First ejection; doubles on repeats up to 5m. Default: [`EJECTION`](super::defaults::EJECTION).
     pub ejection: Option<Text>,
 }
 
@@ -212,11 +213,11 @@ pub struct Route {
     pub name: Text,
     /// Host patterns: exact, "*.suffix" or "*". Required.
     pub hosts: Spanned<Vec<Text>>,
-    /// Plain string prefix. Default: "/".
+    /// Plain string prefix. Default: [`PATH_PREFIX`](super::defaults::PATH_PREFIX).
     pub path_prefix: Option<Text>,
     /// Ordered tiers; an array is a balanced group. Required.
     pub tiers: Spanned<Vec<TierEntry>>,
-    /// A recovered higher tier must stay healthy this long first. Default: "10s".
+    /// A recovered higher tier must stay healthy this long first. Default: [`FAILBACK_DELAY`](super::defaults::FAILBACK_DELAY).
     pub failback_delay: Option<Text>,
     /// `[routes.retry]`.
     #[serde(default)]
@@ -227,11 +228,11 @@ pub struct Route {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
-    /// Total tries across tiers, the first included. Default: 3.
+    /// Total tries across tiers, the first included. Default: [`RETRY_ATTEMPTS`](super::defaults::RETRY_ATTEMPTS).
     pub attempts: Option<Spanned<i64>>,
-    /// Statuses that count as failures: codes or "lo-hi" ranges. Default: [502, 503, 504, "520-530"].
+    /// Statuses that count as failures: codes or "lo-hi" ranges. Default: [`RETRY_ON_STATUS`](super::defaults::RETRY_ON_STATUS).
     pub on_status: Option<Vec<Spanned<Scalar>>>,
-    /// Bodies up to this size are kept for replay. Default: "64KiB".
+    /// Bodies up to this size are kept for replay. Default: [`BUFFER_BODY`](super::defaults::BUFFER_BODY).
     pub buffer_body: Option<Spanned<Scalar>>,
 }
 

@@ -74,7 +74,7 @@ fn a_minimal_file_gets_every_default() {
 
 #[test]
 fn the_shipped_example_config_is_valid() {
-    let text = include_str!("../../config/bascule.example.toml");
+    let text = include_str!("../../../config/bascule.example.toml");
     let env = |k: &str| (k == "BASCULE_ADMIN_TOKEN").then(|| "t".to_owned());
     let r = parse(Path::new("config/bascule.example.toml"), text, &env);
     assert!(r.is_ok(), "{r:?}");
