@@ -73,7 +73,6 @@ fn browser_headers() -> HeaderMap {
 fn header_rewrite(c: &mut Criterion) {
     let template = browser_headers();
     let host = HeaderValue::from_static("www.example.com");
-    let cdn = HeaderValue::from_static("www.example.com");
     let peer = Peer::new(
         std::net::SocketAddr::from(([198, 51, 100, 23], 50000)),
         true,
@@ -82,7 +81,7 @@ fn header_rewrite(c: &mut Criterion) {
         b.iter_batched(
             || template.clone(),
             |mut h| {
-                headers::rewrite_request(&mut h, &peer, false, Some(&host), Some(&cdn));
+                headers::rewrite_request(&mut h, &peer, false, Some(&host));
                 h
             },
             criterion::BatchSize::SmallInput,

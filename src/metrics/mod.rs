@@ -9,17 +9,18 @@
 //! the serving table when scraped.
 
 mod histogram;
+mod labels;
 mod route;
 
 use std::sync::{Arc, OnceLock};
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
 
 pub use histogram::AtomicHistogram;
+pub use labels::*;
 pub use route::RouteMetrics;
 
 /// How one attempt at an upstream ended: the `outcome` label of
@@ -66,53 +67,6 @@ impl Outcome {
             Outcome::LocalError => "local_error",
         }
     }
-}
-
-/// `{route, upstream, code}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub(crate) route: String,
-    pub(crate) upstream: String,
-    pub(crate) code: String,
-}
-
-/// `{route}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabel {
-    route: String,
-}
-
-/// `{upstream}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct UpstreamLabel {
-    upstream: String,
-}
-
-/// `{upstream, outcome}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AttemptLabels {
-    upstream: String,
-    outcome: &'static str,
-}
-
-/// `{route, from, to}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FailoverLabels {
-    route: String,
-    from: String,
-    to: String,
-}
-
-/// `{op}` of a local resource failure.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OpLabel {
-    op: &'static str,
-}
-
-/// `{result}` of a reload.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReloadLabels {
-    result: &'static str,
 }
 
 /// Registers a fresh metric as `name` with `help`; returns its handle.

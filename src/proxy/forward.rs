@@ -5,25 +5,20 @@
 //! ([`Failure::blames_upstream`]). Once response headers are passed to the client nothing is
 //! retried.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 use http::{header, HeaderValue, Method, Request, Response, Version};
-use http_body::Body as _;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::body::ProxyBody;
+use super::client_body::{prepare, BodyLimits, ClientBody};
 use super::error::{self, Failure};
 use super::headers;
-use crate::client::body::{BodyError, Returned, Stream, UpstreamBody};
+use crate::client::body::{BodyError, Returned, UpstreamBody};
 use crate::metrics::Outcome;
 use crate::routing::{HostName, Route, Upstream};
 use crate::select::{self, Pick};
@@ -39,49 +34,6 @@ pub struct Report {
     pub attempts: usize,
     /// The last failure, when no upstream's answer was returned as a success.
     pub failure: Option<Failure>,
-}
-
-/// The client connection's limits on request bodies.
-#[derive(Debug)]
-pub struct BodyLimits<'a> {
-    /// Longest gap between two pieces of a body (`limits.body_timeout`).
-    pub timeout: Duration,
-    /// Bytes of bodies the connection holds buffered right now.
-    pub buffered: &'a AtomicUsize,
-    /// Most bytes the connection may hold buffered (`limits.body_buffer_per_connection`).
-    pub cap: usize,
-}
-
-/// Bytes counted in a connection's buffered total until dropped.
-struct Reserved<'a> {
-    counter: &'a AtomicUsize,
-    bytes: usize,
-}
-
-impl Reserved<'_> {
-    /// Counts `n` more bytes; returns whether the connection is still within `cap`.
-    fn add(&mut self, n: usize, cap: usize) -> bool {
-        self.bytes += n;
-        self.counter.fetch_add(n, Ordering::Relaxed) + n <= cap
-    }
-}
-
-impl Drop for Reserved<'_> {
-    fn drop(&mut self) {
-        if self.bytes > 0 {
-            self.counter.fetch_sub(self.bytes, Ordering::Relaxed);
-        }
-    }
-}
-
-/// The client's request body as the forwarder holds it.
-enum ClientBody {
-    /// None at all.
-    Empty,
-    /// Wholly buffered: replayable.
-    Full(Bytes),
-    /// Streamed; `None` once an attempt consumed it.
-    Stream(Option<Stream>),
 }
 
 /// Whether the body allows another attempt (DESIGN §4 replay safety).
@@ -110,55 +62,6 @@ pub fn may_retry(failure: Failure, body: BodyState, idempotent: bool) -> bool {
 /// Methods that must not be replayed once sent (DESIGN §4).
 fn idempotent(m: &Method) -> bool {
     !(m == Method::POST || m == Method::PATCH || m == Method::CONNECT)
-}
-
-/// Reads up to `limit` bytes of `body`, so that small bodies can be replayed; each piece must
-/// come within `limits.timeout`, and the connection's buffered total stays within `limits.cap`
-/// (past it, the body is streamed instead).
-async fn prepare<'a>(
-    mut body: Incoming,
-    limit: usize,
-    limits: &BodyLimits<'a>,
-) -> Result<(ClientBody, Reserved<'a>), BodyError> {
-    let mut reserved = Reserved {
-        counter: limits.buffered,
-        bytes: 0,
-    };
-    if body.is_end_stream() {
-        return Ok((ClientBody::Empty, reserved));
-    }
-    let stream = |prefix, rest| ClientBody::Stream(Some(Stream::new(prefix, rest, limits.timeout)));
-    if body.size_hint().lower() > limit as u64 {
-        return Ok((stream(VecDeque::new(), body), reserved));
-    }
-    let mut chunks: VecDeque<Bytes> = VecDeque::new();
-    let mut total = 0usize;
-    loop {
-        let frame = match tokio::time::timeout(limits.timeout, body.frame()).await {
-            Err(_elapsed) => return Err(BodyError::Timeout),
-            Ok(None) => break,
-            Ok(Some(frame)) => frame?,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        total += data.len();
-        let within_cap = reserved.add(data.len(), limits.cap);
-        chunks.push_back(data);
-        if total > limit || !within_cap {
-            return Ok((stream(chunks, body), reserved));
-        }
-    }
-    let body = match chunks.len() {
-        0 => ClientBody::Empty,
-        1 => ClientBody::Full(chunks.pop_front().unwrap_or_default()),
-        _ => {
-            let mut all = BytesMut::with_capacity(total);
-            chunks.iter().for_each(|c| all.extend_from_slice(c));
-            ClientBody::Full(all.freeze())
-        }
-    };
-    Ok((body, reserved))
 }
 
 /// The parts of the client's request every attempt shares.
@@ -307,16 +210,8 @@ pub async fn forward(
     for (i, pick) in picks.iter().enumerate() {
         let upstream = route.upstream(*pick);
         let last_try = i + 1 == picks.len();
-        let (attempt_body, returned) = match &mut body {
-            ClientBody::Empty => (UpstreamBody::Empty, None),
-            ClientBody::Full(b) => (UpstreamBody::Full(Some(b.clone())), None),
-            ClientBody::Stream(slot) => match slot.take() {
-                Some(s) => {
-                    let (b, r) = UpstreamBody::returnable(s);
-                    (b, Some(r))
-                }
-                None => break,
-            },
+        let Some((attempt_body, returned)) = body.for_attempt() else {
+            break;
         };
         // The last planned attempt takes the headers; earlier ones need a copy for retries.
         let headers = if last_try {

@@ -89,15 +89,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Rewrites a request's headers for an upstream. `trusted`: the peer is in `trusted_proxies`;
-/// `received_host` is the client's Host (or HTTP/2 authority) as received; `upstream_host` the
-/// upstream's configured Host, if any. From an untrusted peer, X-Forwarded-* and X-Real-IP
-/// are replaced and Forwarded is removed; a trusted peer's are kept (For appended to).
+/// `received_host` is the client's Host (or HTTP/2 authority) as received. From an untrusted
+/// peer, X-Forwarded-* and X-Real-IP are replaced and Forwarded is removed; a trusted peer's
+/// are kept (For appended to). The Host each attempt sends is the forwarder's decision, made
+/// per upstream; the client's stays here until then.
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     peer: &Peer,
     trusted: bool,
     received_host: Option<&HeaderValue>,
-    upstream_host: Option<&HeaderValue>,
 ) {
     strip_hop_by_hop(headers);
 
@@ -131,14 +131,6 @@ pub fn rewrite_request(
     }
     add_via(headers);
     join_cookies(headers);
-    match upstream_host.or(received_host) {
-        Some(h) => {
-            headers.insert(header::HOST, h.clone());
-        }
-        None => {
-            headers.remove(header::HOST);
-        }
-    }
 }
 
 /// RFC 9113 §8.2.3: an HTTP/2 client may split Cookie into several fields; they are joined
@@ -246,14 +238,13 @@ mod tests {
             ("forwarded", "for=1.2.3.4;proto=https"),
             ("x-real-ip", "1.2.3.4"),
         ]);
-        rewrite_request(&mut h, &peer(), false, Some(&host), None);
+        rewrite_request(&mut h, &peer(), false, Some(&host));
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h.get("forwarded"), None);
         assert_eq!(h["x-real-ip"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "www.example.com");
         assert_eq!(h["via"], "1.1 bascule");
-        assert_eq!(h["host"], "www.example.com");
     }
 
     #[test]
@@ -266,7 +257,7 @@ mod tests {
             ("forwarded", "for=1.2.3.4"),
             ("x-real-ip", "1.2.3.4"),
         ]);
-        rewrite_request(&mut h, &peer(), true, Some(&host), None);
+        rewrite_request(&mut h, &peer(), true, Some(&host));
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
         assert_eq!(h["forwarded"], "for=1.2.3.4");
         assert_eq!(h["x-real-ip"], "1.2.3.4");
@@ -276,19 +267,17 @@ mod tests {
     }
 
     #[test]
-    fn the_upstream_host_replaces_the_clients() {
+    fn the_clients_host_is_forwarded_as_x_forwarded_host() {
         let host = HeaderValue::from_static("example.com:8080");
-        let cdn = HeaderValue::from_static("www.example.com");
         let mut h = map(&[("host", "example.com:8080")]);
-        rewrite_request(&mut h, &peer(), false, Some(&host), Some(&cdn));
-        assert_eq!(h["host"], "www.example.com");
+        rewrite_request(&mut h, &peer(), false, Some(&host));
         assert_eq!(h["x-forwarded-host"], "example.com:8080");
     }
 
     #[test]
     fn a_trusted_peer_without_x_real_ip_gets_its_own_address() {
         let mut h = map(&[]);
-        rewrite_request(&mut h, &peer(), true, None, None);
+        rewrite_request(&mut h, &peer(), true, None);
         assert_eq!(h["x-real-ip"], "192.0.2.7");
         assert_eq!(h.get("forwarded"), None);
     }
@@ -296,7 +285,7 @@ mod tests {
     #[test]
     fn cookie_crumbs_are_joined_into_one_field() {
         let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
-        rewrite_request(&mut h, &peer(), false, None, None);
+        rewrite_request(&mut h, &peer(), false, None);
         let cookies: Vec<_> = h.get_all("cookie").iter().collect();
         assert_eq!(cookies, ["a=1; b=2; c=3"]);
     }

@@ -2,6 +2,7 @@
 //! route match, header rewrite, then the forwarder walks the attempt plan. Holds no locks.
 
 pub mod body;
+mod client_body;
 pub mod error;
 pub mod forward;
 pub mod head;
@@ -146,29 +147,23 @@ impl Proxy {
             .iter()
             .any(|c| c.contains(peer.ip()));
         let version = parts.version;
-        // Kept for the access line only.
+        // Kept for the access line only (as the client sent it).
         let logged = table
             .config
             .log
             .access
-            .then(|| (parts.method.clone(), parts.uri.clone()));
+            .then(|| (parts.method.clone(), parts.uri.clone(), host.to_owned()));
         if let Some(uri) = normalized {
             parts.uri = uri;
         }
-        headers::rewrite_request(
-            &mut parts.headers,
-            client,
-            trusted,
-            received_host.as_ref(),
-            None,
-        );
+        headers::rewrite_request(&mut parts.headers, client, trusted, received_host.as_ref());
         // An HTTP/2 connection's requests share its upstream slots; waiting for one holds no
         // upstream resource (HTTP/1.1 has one request at a time: no slot needed).
         let slot = match version {
             http::Version::HTTP_2 => conn.slots.clone().acquire_owned().await.ok(),
             _ => None,
         };
-        let limits = forward::BodyLimits {
+        let limits = client_body::BodyLimits {
             timeout: self.body_timeout,
             buffered: &conn.buffered,
             cap: self.body_buffer,
@@ -196,19 +191,18 @@ impl Proxy {
                 HeaderValue::from(report.attempts),
             );
         }
-        if let Some((method, uri)) = logged {
-            info!(
-                target: "access",
-                route = %route.spec.name,
+        if let Some((method, uri, host)) = &logged {
+            access_log(&Access {
+                route: &route.spec.name,
                 upstream,
-                attempts = report.attempts,
-                method = %method,
+                attempts: report.attempts,
+                method,
                 host,
-                path = %uri.path(),
-                status = resp.status().as_u16(),
-                ms = start.elapsed().as_secs_f64() * 1000.0,
-                peer = %peer,
-            );
+                path: uri.path(),
+                status: resp.status().as_u16(),
+                start,
+                peer,
+            });
         }
         if reset {
             return Err(Reset);
@@ -229,34 +223,60 @@ impl Proxy {
         self.metrics
             .unrouted()
             .request(None, status, start.elapsed());
-        access_log(table, parts, status, "-", "-", 0, start, peer);
+        if table.config.log.access {
+            let host = parts
+                .uri
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| {
+                    parts
+                        .headers
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                })
+                .unwrap_or("-");
+            access_log(&Access {
+                route: "-",
+                upstream: "-",
+                attempts: 0,
+                method: &parts.method,
+                host,
+                path: parts.uri.path(),
+                status,
+                start,
+                peer,
+            });
+        }
         resp
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn access_log(
-    table: &RoutingTable,
-    parts: &http::request::Parts,
-    status: u16,
-    route: &str,
-    upstream: &str,
+/// One access-log line: what every way a request can end reports.
+struct Access<'a> {
+    route: &'a str,
+    upstream: &'a str,
     attempts: usize,
+    method: &'a Method,
+    host: &'a str,
+    path: &'a str,
+    status: u16,
     start: Instant,
     peer: SocketAddr,
-) {
-    if !table.config.log.access {
-        return;
-    }
+}
+
+/// Writes the access line of `a` (target `access`), the time in milliseconds to two decimals.
+fn access_log(a: &Access<'_>) {
+    let ms = (a.start.elapsed().as_micros() as f64 / 10.0).round() / 100.0;
     info!(
         target: "access",
-        route,
-        upstream,
-        attempts,
-        method = %parts.method,
-        path = %parts.uri.path(),
-        status,
-        ms = start.elapsed().as_secs_f64() * 1000.0,
-        peer = %peer,
+        route = a.route,
+        upstream = a.upstream,
+        attempts = a.attempts,
+        method = %a.method,
+        host = a.host,
+        path = a.path,
+        status = a.status,
+        ms,
+        peer = %a.peer,
     );
 }

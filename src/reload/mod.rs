@@ -13,22 +13,23 @@
 //! the config and its TLS files as applied is a no-op — a renewed certificate is a reload like
 //! any other; SIGHUP and `POST /reload` always apply.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
+
+mod watch;
 
 use crate::checker::Checkers;
 use crate::config::{self, fingerprint, hash_bytes, tls_files, Config};
 use crate::events::{Change, Event};
 use crate::metrics::Metrics;
 use crate::routing::{Changes, CompileError, Registry, RoutingTable};
+use watch::{debounce, FileWatcher};
 
 /// Quiet time after a file event before reloading (editors write in bursts).
 const DEBOUNCE: Duration = Duration::from_millis(25);
@@ -254,74 +255,6 @@ impl Reloader {
                 w.sync(self.watched_files());
             }
         }
-    }
-}
-
-/// Waits until events stop for `DEBOUNCE` (at most `DEBOUNCE_MAX` in all), draining them.
-async fn debounce(rx: &mut mpsc::UnboundedReceiver<()>) {
-    let until = Instant::now() + DEBOUNCE_MAX;
-    loop {
-        let quiet = tokio::time::sleep(DEBOUNCE);
-        tokio::select! {
-            more = rx.recv() => if more.is_none() { return },
-            _ = quiet => return,
-        }
-        if Instant::now() >= until {
-            return;
-        }
-    }
-}
-
-/// Inotify (or platform) watches on the directories of the config file and of its
-/// certificate and key files, and on those files themselves.
-struct FileWatcher {
-    inner: notify::RecommendedWatcher,
-    dirs: HashSet<PathBuf>,
-    files: Vec<PathBuf>,
-}
-
-impl FileWatcher {
-    fn new(tx: mpsc::UnboundedSender<()>) -> notify::Result<FileWatcher> {
-        let inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            // Every event in a watched directory is a hint; the content hash decides.
-            if event.is_ok_and(|e| !e.kind.is_access()) {
-                let _receiver_gone_at_shutdown = tx.send(());
-            }
-        })?;
-        Ok(FileWatcher {
-            inner,
-            dirs: HashSet::new(),
-            files: Vec::new(),
-        })
-    }
-
-    /// Watches `files` and their directories (keeping existing directory watches, adding new
-    /// ones), and re-watches the files themselves: after a rename-over, a file watch is left
-    /// on the dead inode.
-    fn sync(&mut self, files: Vec<PathBuf>) {
-        for f in &self.files {
-            let _not_watched = self.inner.unwatch(f);
-        }
-        for f in &files {
-            let dir = match f.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            if !self.dirs.contains(&dir) {
-                match self.inner.watch(&dir, RecursiveMode::NonRecursive) {
-                    Ok(()) => {
-                        self.dirs.insert(dir);
-                    }
-                    Err(e) => {
-                        warn!(error = %e, dir = %dir.display(), "cannot watch directory; the content poll still covers it")
-                    }
-                }
-            }
-            if let Err(e) = self.inner.watch(f, RecursiveMode::NonRecursive) {
-                debug!(error = %e, file = %f.display(), "cannot watch the file itself (its directory still is)");
-            }
-        }
-        self.files = files;
     }
 }
 
