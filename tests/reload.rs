@@ -254,10 +254,17 @@ async fn health_and_drains_survive_an_unrelated_reload() {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let rate = sick.probes() - probes;
         assert!((3..=8).contains(&rate), "{rate} probes in ~1.2 s at 200 ms");
-        let reload = st["events"]
-            .as_array()
-            .and_then(|a| a.iter().rev().find(|e| e["kind"] == "reload").cloned())
-            .unwrap_or_default();
+        // Events reach /status through the steering task: wait for the reload's.
+        let last_reload = |s: &serde_json::Value| {
+            s["events"]
+                .as_array()
+                .and_then(|a| a.iter().rev().find(|e| e["kind"] == "reload").cloned())
+                .unwrap_or_default()
+        };
+        proxy
+            .wait_status(LIVE_WITHIN, "reload event", |s| !last_reload(s).is_null())
+            .await;
+        let reload = last_reload(&proxy.status().await);
         let reason = reload["reason"].as_str().unwrap_or("");
         assert!(
             reason.contains("upstreams +extra") && reason.contains("routes +api"),
