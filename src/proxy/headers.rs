@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, GetAll, HeaderMap, HeaderName, HeaderValue};
 
 /// X-Forwarded-For.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -72,9 +72,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            // Split the bytes, not the text: a value with obs-text (not `to_str`) still
+            // names the headers it lists.
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
             .filter(|n| !HOP_BY_HOP.contains(&n))
             .collect();
         for n in named {
@@ -104,9 +105,10 @@ pub fn rewrite_request(
     // From an untrusted peer every incoming X-Forwarded-* value is replaced (insert replaces
     // every value of a name); a trusted one's are kept, For appended to.
     let ip = &peer.ip_header;
-    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| trusted) {
-        Some(prev) => join(prev, ip.as_bytes()),
-        None => ip.clone(),
+    let xff = if trusted {
+        append(headers.get_all(&X_FORWARDED_FOR), ip)
+    } else {
+        ip.clone()
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     if !trusted {
@@ -176,20 +178,27 @@ pub fn rewrite_response(headers: &mut HeaderMap) {
 }
 
 fn add_via(headers: &mut HeaderMap) {
-    let via = match headers.get(header::VIA) {
-        Some(prev) => join(prev, VIA_VALUE.as_bytes()),
-        None => HeaderValue::from_static(VIA_VALUE),
-    };
+    let via = append(
+        headers.get_all(header::VIA),
+        &HeaderValue::from_static(VIA_VALUE),
+    );
     headers.insert(header::VIA, via);
 }
 
-/// `prev, next` as one header value.
-fn join(prev: &HeaderValue, next: &[u8]) -> HeaderValue {
-    let mut v = Vec::with_capacity(prev.len() + 2 + next.len());
-    v.extend_from_slice(prev.as_bytes());
-    v.extend_from_slice(b", ");
-    v.extend_from_slice(next);
-    HeaderValue::from_bytes(&v).unwrap_or_else(|_| prev.clone())
+/// Every field of a name, in order, then `next`, as one value: the fields of one name are one
+/// comma-separated list (RFC 9110 §5.3), so none of them may be dropped.
+fn append(prev: GetAll<'_, HeaderValue>, next: &HeaderValue) -> HeaderValue {
+    let mut v = Vec::new();
+    for p in prev {
+        v.extend_from_slice(p.as_bytes());
+        v.extend_from_slice(b", ");
+    }
+    if v.is_empty() {
+        return next.clone();
+    }
+    v.extend_from_slice(next.as_bytes());
+    // Valid values joined with ", " are valid; keep bascule's own value if not.
+    HeaderValue::from_bytes(&v).unwrap_or_else(|_| next.clone())
 }
 
 #[cfg(test)]
@@ -223,6 +232,21 @@ mod tests {
             ("proxy-authorization", "x"),
             ("x-kept", "yes"),
         ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn a_connection_value_with_obs_text_still_removes_the_headers_it_names() {
+        // Found by fuzz/fuzz_targets/headers.rs: the whole value was skipped when not ASCII.
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"X-Secret, caf\xe9").unwrap(),
+        );
+        h.append("x-secret", HeaderValue::from_static("1"));
+        h.append("x-kept", HeaderValue::from_static("yes"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h["x-kept"], "yes");
@@ -264,6 +288,27 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "www.example.com");
         assert_eq!(h["via"], "1.1 edge, 1.1 bascule");
+    }
+
+    #[test]
+    fn every_forwarded_for_and_via_field_is_kept_when_bascule_appends_to_them() {
+        // Found by fuzz/fuzz_targets/headers.rs: only the first field of each was kept.
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.1"),
+            ("x-forwarded-for", "10.0.0.1, 10.0.0.2"),
+            ("via", "1.1 edge"),
+            ("via", "1.1 lb"),
+        ]);
+        rewrite_request(&mut h, &peer(), true, None);
+        let xff: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(xff, ["203.0.113.1, 10.0.0.1, 10.0.0.2, 192.0.2.7"]);
+        let via: Vec<_> = h.get_all("via").iter().collect();
+        assert_eq!(via, ["1.1 edge, 1.1 lb, 1.1 bascule"]);
+
+        let mut h = map(&[("via", "1.1 origin"), ("via", "1.1 shield")]);
+        rewrite_response(&mut h);
+        let via: Vec<_> = h.get_all("via").iter().collect();
+        assert_eq!(via, ["1.1 origin, 1.1 shield, 1.1 bascule"]);
     }
 
     #[test]
