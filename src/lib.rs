@@ -27,6 +27,7 @@
 //! - [`server`]: listeners, connection limits and timeouts, graceful shutdown.
 //! - [`reload`]: reload triggers (file watch, poll, SIGHUP, admin) and the validate-then-swap.
 //! - [`admin`], [`metrics`]: the admin API (`/status`, `/metrics`, `/reload`, overrides).
+//! - [`memory`]: glibc malloc's settings, and trimming the heap after bursts of connections.
 //! - [`resources`]: the open-files limit, and telling local resource exhaustion from an
 //!   upstream's failure.
 //! - [`demo`]: `bascule demo`'s simulated origin and CDNs.
@@ -39,6 +40,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod health;
+pub mod memory;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
