@@ -1,0 +1,50 @@
+//! A process as the harnesses watch it: resident memory (`VmRSS` in `/proc/PID/status`) and
+//! open descriptors (entries of `/proc/PID/fd`); and the harness's own open-files limit.
+
+/// One look at a process.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// Resident set size, KiB.
+    pub rss_kib: u64,
+    /// Open file descriptors.
+    pub fds: usize,
+}
+
+impl Usage {
+    /// Resident set size in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.rss_kib as f64 / 1024.0
+    }
+}
+
+/// The resident memory and descriptor count of `pid`, or None if it is gone.
+pub fn usage(pid: u32) -> Option<Usage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+    Some(Usage { rss_kib, fds })
+}
+
+/// Raises this process's soft open-files limit to the hard limit; returns the limit in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read or write only the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            }
+        }
+    }
+    lim.rlim_cur
+}
