@@ -11,8 +11,8 @@
 //!
 //! ```sh
 //! cargo bench --bench burst                                # 5,000 connections, 7 bursts
-//! cargo bench --bench burst -- --threads 0 --quiet-secs 70 # default worker count; past the
-//!                                                          # 60 s upstream pool idle timeout
+//! cargo bench --bench burst -- --threads 0 --quiet-secs 130 # default worker count; past the
+//!                                            # pools' idle timeout and bascule's late trim
 //! ```
 //!
 //! Options: `--conns N` (5000), `--bursts N` (7), `--parallel N` (500), `--hold-ms MS`
@@ -191,6 +191,9 @@ async fn run(o: Options) -> Result<(), String> {
             "",
         );
         next += Duration::from_secs(5);
+    }
+    if let Some((cpu, faults)) = procfs::cpu(pid) {
+        println!("\nbascule's CPU time over the run: {cpu:.2?}, minor page faults: {faults}");
     }
     println!("\nbascule: {}", proxy.stop().await);
     Ok(())

@@ -48,3 +48,16 @@ pub fn raise_fd_limit() -> u64 {
     }
     lim.rlim_cur
 }
+
+/// CPU time (user + system) and minor page faults of `pid` so far, from `/proc/PID/stat`.
+pub fn cpu(pid: u32) -> Option<(std::time::Duration, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    let (minflt, utime, stime) = (field(10)?, field(14)?, field(15)?);
+    // SAFETY: sysconf has no memory effects.
+    let ticks = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    let cpu = std::time::Duration::from_millis((utime + stime) * 1000 / ticks.max(1));
+    Some((cpu, minflt))
+}

@@ -210,6 +210,9 @@ async fn run(o: Options) -> Result<bool, String> {
         loads.push((format!("{} GET/s, Host `{host}`", o.rate), t));
     }
     let samples = sampler.await.map_err(|e| format!("sampler: {e}"))?;
+    if let Some((cpu, faults)) = procfs::cpu(pid) {
+        println!("bascule's CPU time over the soak: {cpu:.2?}, minor page faults: {faults}");
+    }
     let status = admin_status(proxy.admin).await;
     let running = proxy.running();
     println!("\nbascule: {}", proxy.stop().await);
