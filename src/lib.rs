@@ -8,6 +8,7 @@
 //!                ├─► reload ──► config, routing::Registry, checker
 //!                ├─► steering ──► select::steer, routing::RouteState
 //!                ├─► checker ──► client (probes), health
+//!                ├─► memory (heap trims after bursts; main tunes malloc through it)
 //!                └─► admin ──► routing, health::events, metrics
 //! ```
 //!
