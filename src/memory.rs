@@ -116,7 +116,7 @@ impl TrimPolicy {
     }
 }
 
-/// Trims after bursts until `shutdown`: every [`TICK`] it reads `open()`, the client
+/// Trims after bursts until `shutdown`: every second (`TICK`) it reads `open()`, the client
 /// connections open now, and asks [`TrimPolicy`].
 pub async fn trimmer(open: impl Fn() -> usize + Send, mut shutdown: watch::Receiver<bool>) {
     let mut policy = TrimPolicy::default();
