@@ -17,6 +17,7 @@ use crate::client::Dns;
 use crate::config::Limits;
 use crate::config::{self, Config};
 use crate::events::{EventLog, Signal, Signals};
+use crate::memory;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::reload::{Outcome, Reloader, Trigger};
@@ -166,6 +167,11 @@ impl App {
             let (s, rx) = (server.clone(), shutdown.clone());
             loops.push(tokio::spawn(async move { s.accept_loop(l, tls, rx).await }));
         }
+        let s = server.clone();
+        loops.push(tokio::spawn(memory::trimmer(
+            move || s.open_connections(),
+            shutdown.clone(),
+        )));
         info!(path = %self.path.display(), routes = config.routes.len(), upstreams = config.upstreams.len(), "bascule started");
 
         let sig = |k| signal(k).map_err(|e| RunError::Startup(format!("signal handler: {e}")));

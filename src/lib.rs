@@ -8,6 +8,7 @@
 //!                ├─► reload ──► config, routing::Registry, checker
 //!                ├─► steering ──► select::steer, routing::RouteState
 //!                ├─► checker ──► client (probes), health
+//!                ├─► memory (heap trims after bursts; main tunes malloc through it)
 //!                └─► admin ──► routing, health::events, metrics
 //! ```
 //!
@@ -29,6 +30,7 @@
 //! - [`reload`]: reload triggers (file watch, poll, SIGHUP, admin) and the validate-then-swap.
 //! - [`admin`], [`metrics`]: the admin API (`/status`, `/metrics`, `/reload`, overrides), its
 //!   guard against browsers it did not serve (`admin::guard`), and the bearer token.
+//! - [`memory`]: glibc malloc's settings, and trimming the heap after bursts of connections.
 //! - [`resources`]: the open-files limit, and telling local resource exhaustion from an
 //!   upstream's failure.
 //! - [`demo`]: `bascule demo`'s simulated origin and CDNs.
@@ -42,6 +44,7 @@ pub mod config;
 pub mod demo;
 pub mod events;
 pub mod health;
+pub mod memory;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

@@ -134,7 +134,11 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn run(path: &std::path::Path, threads: Option<usize>) -> anyhow::Result<()> {
-    tune_allocator();
+    // One malloc arena per worker thread: more only keep what their threads freed.
+    let workers = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    bascule::memory::tune(workers);
     // Before the config has loaded, errors are plain text on stderr.
     let config = config::load(path)?;
     init_logging(config.log.format);
@@ -323,18 +327,5 @@ fn init_logging(format: LogFormat) {
             .flatten_event(true)
             .with_current_span(false)
             .init(),
-    }
-}
-
-/// Keeps freed body buffers in the heap instead of returning them to the kernel after each
-/// response (glibc's dynamic thresholds otherwise mmap/trim 64 KiB-class buffers, and every
-/// request faults in fresh pages). Idle memory is unchanged: only memory once used is kept,
-/// up to the trim threshold.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; it is called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
     }
 }

@@ -350,11 +350,15 @@ impl hyper::rt::Write for Conn {
 /// The pooled client of one upstream.
 pub type UpstreamClient = Client<Connector, UpstreamBody>;
 
+/// How long an upstream connection may sit idle in its pool; the pool closes it between one
+/// and two of these after its last use (its reaper runs this often).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Builds the pooled keep-alive client for `spec`, and its connector (for retuning).
 pub fn build(spec: &UpstreamSpec, dns: Dns) -> Result<(UpstreamClient, Connector), BuildError> {
     let connector = Connector::new(spec, dns)?;
     let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(1024)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())

@@ -149,6 +149,13 @@ impl Server {
         drop(listener);
     }
 
+    /// Client connections open now (those holding a `max_connections` slot).
+    pub fn open_connections(&self) -> usize {
+        self.limits
+            .max_connections
+            .saturating_sub(self.slots.available_permits())
+    }
+
     /// Waits until every connection has closed, at most `grace`; returns whether all did.
     pub async fn drain(&self, grace: Duration) -> bool {
         let all = u32::try_from(self.limits.max_connections).unwrap_or(u32::MAX);

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod bascule;
 pub mod client;
 pub mod files;
+pub mod h2frames;
 pub mod switch;
 pub mod tls;
 pub mod upstream;
