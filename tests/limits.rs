@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 async fn proxy_with_limits(site: &FakeUpstream, limits: &str) -> Bascule {
     ProxyConfig::new()
         .limits(limits)
-        .one_route("all", &[&site], "")
+        .one_route("all", &[site], "")
         .start()
         .await
 }

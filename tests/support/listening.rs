@@ -45,6 +45,13 @@ impl Listening {
     }
 }
 
+/// A `BASCULE_LOG` filter that keeps the caller's (default `info`) and adds what the listening
+/// lines need (`bascule::app` at info).
+pub fn log_filter() -> String {
+    let theirs = std::env::var("BASCULE_LOG").unwrap_or_else(|_| "info".to_owned());
+    format!("{theirs},bascule::app=info")
+}
+
 /// The value of `key` in a text (`key=value`, `key="value"`) or JSON (`"key":"value"`) line.
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let text = format!(" {key}=");
