@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::bascule::BIN;
-use support::listening::Listening;
+use support::listening::wait_for;
 use support::{bounded, served_by, until_served_by, FakeUpstream, TempDir};
 
 /// The demo process, killed (by its own handle) when dropped.
@@ -58,18 +58,16 @@ async fn start_demo(dir: &TempDir) -> (DemoProcess, SocketAddr, SocketAddr) {
         .spawn()
         .expect("start the demo");
     let demo = DemoProcess(child);
-    let start = Instant::now();
-    loop {
-        let found = Listening::parse(&std::fs::read_to_string(&log).unwrap_or_default());
-        if let (true, Some(admin)) = (found.has(1, 0, true), found.admin) {
-            return (demo, found.http[0], admin);
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the demo did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let found = wait_for(
+        &log,
+        Duration::from_secs(10),
+        || false,
+        |l| l.has(1, 0, true),
+    )
+    .await
+    .expect("the demo did not start");
+    let admin = found.admin.expect("the admin API listens");
+    (demo, found.http[0], admin)
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bascule::demo::{SimUpstream, PROBE_PATH as HEALTH_PATH};
 
-use crate::listening::{self, Listening};
+use crate::listening;
 
 /// Which proxy to measure.
 #[derive(Clone, Debug)]
@@ -108,22 +108,29 @@ impl Proxy {
     /// Waits until the proxy listens (at most `bound`): bascule until its log names its HTTP
     /// port (the socket is then listening), HAProxy until its port accepts connections.
     pub async fn wait_ready(&mut self, bound: Duration) -> Result<(), String> {
+        if let Some(log) = self.log.clone() {
+            let child = &mut self.child;
+            let exited = || !matches!(child.try_wait(), Ok(None));
+            let found = listening::wait_for(&log, bound, exited, |l| !l.http.is_empty()).await;
+            if let Some(found) = found {
+                self.addr = found.http[0];
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited early ({status}): {}", self.stderr_tail()));
+            }
+            return Err(format!("no listening line in its log after {bound:?}"));
+        }
         let deadline = Instant::now() + bound;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("exited early ({status}): {}", self.stderr_tail()));
             }
-            if let Some(log) = &self.log {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                if let Some(addr) = Listening::parse(&text).http.first() {
-                    self.addr = *addr;
-                    return Ok(());
-                }
-            } else if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("not listening after {bound:?}"));
+                return Err(format!("not answering on {} after {bound:?}", self.addr));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

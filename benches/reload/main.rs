@@ -41,7 +41,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use bascule::demo::SimUpstream;
-use listening::Listening;
 use load::Load;
 
 /// Longest wait for one reload to show before the harness gives up on it.
@@ -195,18 +194,19 @@ async fn start(
         primary,
         secondary,
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(addr) = Listening::parse(&text).http.first() {
-            b.addr = *addr;
-            return Ok(b);
-        }
-        if Instant::now() > deadline {
-            return Err("bascule did not start".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let found = listening::wait_for(
+        &log_path,
+        Duration::from_secs(10),
+        || false,
+        |l| !l.http.is_empty(),
+    );
+    b.addr = *found
+        .await
+        .ok_or("bascule did not start")?
+        .http
+        .first()
+        .ok_or("no port")?;
+    Ok(b)
 }
 
 async fn run(o: &Options) -> Result<(), String> {

@@ -6,34 +6,16 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use http_body_util::channel::{Channel, Sender};
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::sync::mpsc;
 
 use super::*;
 
-/// A body fed chunk by chunk through a channel; it ends when the sender is dropped.
-struct Fed(mpsc::Receiver<Bytes>);
-
-impl Body for Fed {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.get_mut()
-            .0
-            .poll_recv(cx)
-            .map(|c| c.map(|b| Ok(Frame::data(b))))
-    }
-}
-
 /// A request body as a hyper server receives it (`Incoming`, streamed), and the sender of the
 /// chunks its client sends: dropping the sender ends the body.
-pub(crate) async fn loopback() -> (Incoming, mpsc::Sender<Bytes>) {
+pub(crate) async fn loopback() -> (Incoming, Sender<Bytes>) {
     let (client_io, server_io) = tokio::io::duplex(64 << 10);
     let (got_tx, got_rx) = oneshot::channel();
     let got_tx = std::sync::Mutex::new(Some(got_tx));
@@ -51,8 +33,8 @@ pub(crate) async fn loopback() -> (Incoming, mpsc::Sender<Bytes>) {
         .await
         .expect("handshake over the pipe");
     tokio::spawn(conn);
-    let (chunks, rx) = mpsc::channel(4);
-    let req = http::Request::post("/").body(Fed(rx)).expect("request");
+    let (chunks, body) = Channel::new(4);
+    let req = http::Request::post("/").body(body).expect("request");
     tokio::spawn(async move { sender.send_request(req).await });
     (got_rx.await.expect("the server got the request"), chunks)
 }
@@ -102,10 +84,13 @@ async fn a_streamed_body_its_attempt_began_to_read_is_not_given_back() {
 
 #[tokio::test]
 async fn the_prefix_goes_first_then_the_rest_and_done_is_told_at_the_end() {
-    let (rest, chunks) = loopback().await;
+    let (rest, mut chunks) = loopback().await;
     let (body, returned) =
         UpstreamBody::returnable(stream(&["a", "b"], rest, Duration::from_secs(5)));
-    chunks.send(Bytes::from_static(b"c")).await.expect("send");
+    chunks
+        .send_data(Bytes::from_static(b"c"))
+        .await
+        .expect("send");
     drop(chunks);
     let all = body.collect().await.expect("whole body").to_bytes();
     assert_eq!(all, "abc");
@@ -129,10 +114,11 @@ async fn each_chunk_restarts_the_inactivity_timer() {
     let mut body = stream(&[], rest, Duration::from_secs(1));
     let start = Instant::now();
     tokio::spawn(async move {
+        let mut chunks = chunks;
         for c in ["x", "y"] {
             tokio::time::sleep(Duration::from_millis(600)).await;
             chunks
-                .send(Bytes::from_static(c.as_bytes()))
+                .send_data(Bytes::from_static(c.as_bytes()))
                 .await
                 .expect("send");
         }

@@ -2,19 +2,16 @@
 //! as the mode says, worded as the upstream was built to word it.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body::Frame;
+use http_body_util::channel::Channel;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use tokio::sync::mpsc;
 
 use super::mode::Mode;
 use super::upstream::{lock, Seen, Shared, Wording};
@@ -154,35 +151,21 @@ fn slow_query(seen: &Seen) -> Duration {
 }
 
 /// `chunks` chunks "chunk I\n": the first at once, then one every `delay`.
-fn drip(chunks: usize, delay: Duration) -> Drip {
-    let (tx, rx) = mpsc::channel(1);
+fn drip(chunks: usize, delay: Duration) -> Channel<Bytes> {
+    let (mut tx, body) = Channel::new(1);
     tokio::spawn(async move {
         for i in 0..chunks {
             if i > 0 {
                 tokio::time::sleep(delay).await;
             }
-            if tx.send(Bytes::from(format!("chunk {i}\n"))).await.is_err() {
+            if tx
+                .send_data(Bytes::from(format!("chunk {i}\n")))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
     });
-    Drip(rx)
-}
-
-/// A response body fed chunk by chunk through a channel.
-struct Drip(mpsc::Receiver<Bytes>);
-
-impl http_body::Body for Drip {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.get_mut()
-            .0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
-    }
+    body
 }

@@ -151,14 +151,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_upstream_body_keeps_its_slot_and_in_flight_count_until_it_ends() {
-        let (incoming, chunks) = crate::client::body::tests::loopback().await;
+        let (incoming, mut chunks) = crate::client::body::tests::loopback().await;
         let h = health();
         let slots = Arc::new(Semaphore::new(1));
         let mut body = ProxyBody::upstream(incoming, h.start_request());
         body.hold(Arc::clone(&slots).try_acquire_owned().expect("a slot"));
         assert_eq!((h.in_flight(), slots.available_permits()), (1, 0));
         chunks
-            .send(Bytes::from_static(b"part"))
+            .send_data(Bytes::from_static(b"part"))
             .await
             .expect("send");
         let frame = body.frame().await.expect("a frame").expect("data");

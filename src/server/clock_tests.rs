@@ -36,6 +36,11 @@ fn quick() -> Arc<Clock> {
     clock_with(QUICK, QUICK, QUICK)
 }
 
+/// A request begins on `c` (it ends when the guard is dropped).
+fn request(c: &Arc<Clock>) -> ActiveRequest {
+    ActiveRequest::begin(Arc::clone(c))
+}
+
 fn load(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
@@ -61,7 +66,7 @@ fn a_new_connection_must_complete_its_first_head_within_header_timeout() {
 #[test]
 fn after_a_response_the_idle_timeout_runs_until_the_next_heads_first_byte() {
     let c = clock();
-    drop(ActiveRequest::begin(Arc::clone(&c)));
+    drop(request(&c));
     let idle = load(&c.idle_since);
     assert_eq!(c.deadline(), Some((idle + IDLE, Expiry::Idle)));
     c.on_read();
@@ -69,7 +74,7 @@ fn after_a_response_the_idle_timeout_runs_until_the_next_heads_first_byte() {
     assert_ne!(head, 0);
     assert_eq!(c.deadline(), Some((head + HEADER, Expiry::Head)));
     let q = quick();
-    drop(ActiveRequest::begin(Arc::clone(&q)));
+    drop(request(&q));
     q.on_read();
     std::thread::sleep(PAST_QUICK);
     assert_eq!(q.expired(), Some(Expiry::Head));
@@ -78,7 +83,7 @@ fn after_a_response_the_idle_timeout_runs_until_the_next_heads_first_byte() {
 #[test]
 fn a_connection_idle_past_idle_timeout_expires_as_idle() {
     let q = quick();
-    drop(ActiveRequest::begin(Arc::clone(&q)));
+    drop(request(&q));
     std::thread::sleep(PAST_QUICK);
     assert_eq!(q.expired(), Some(Expiry::Idle));
 }
@@ -86,7 +91,7 @@ fn a_connection_idle_past_idle_timeout_expires_as_idle() {
 #[test]
 fn a_request_in_flight_is_never_cut_by_the_head_or_idle_timer() {
     let q = quick();
-    let active = ActiveRequest::begin(Arc::clone(&q));
+    let active = request(&q);
     // Bytes of the next (pipelined) request do not start a head timer either.
     q.on_read();
     std::thread::sleep(PAST_QUICK);
@@ -99,7 +104,7 @@ fn a_request_in_flight_is_never_cut_by_the_head_or_idle_timer() {
 #[test]
 fn a_blocked_write_arms_send_timeout_even_with_a_request_in_flight() {
     let c = clock();
-    let _active = ActiveRequest::begin(Arc::clone(&c));
+    let _active = request(&c);
     c.on_write(true);
     let blocked = load(&c.write_blocked);
     assert_eq!(c.deadline(), Some((blocked + SEND, Expiry::Send)));
@@ -113,7 +118,7 @@ fn a_blocked_write_arms_send_timeout_even_with_a_request_in_flight() {
     c.on_write(false);
     assert_eq!(c.deadline(), None, "the client took bytes again");
     let q = quick();
-    let _active = ActiveRequest::begin(Arc::clone(&q));
+    let _active = request(&q);
     q.on_write(true);
     std::thread::sleep(PAST_QUICK);
     assert_eq!(q.expired(), Some(Expiry::Send));
@@ -122,7 +127,7 @@ fn a_blocked_write_arms_send_timeout_even_with_a_request_in_flight() {
 #[test]
 fn progress_on_one_waiting_body_restarts_send_timeout_for_the_others() {
     let c = clock();
-    let _active = ActiveRequest::begin(Arc::clone(&c));
+    let _active = request(&c);
     c.body_waits();
     c.body_waits();
     let before = load(&c.waiting_since);
@@ -160,7 +165,7 @@ fn a_closing_connection_is_cut_only_by_send_timeout() {
 #[test]
 fn with_a_request_in_flight_the_task_checks_again_within_the_shortest_timer() {
     let c = clock();
-    let _active = ActiveRequest::begin(Arc::clone(&c));
+    let _active = request(&c);
     let now = now_ms();
     c.arm();
     let armed = load(&c.armed);
@@ -178,7 +183,7 @@ async fn only_a_deadline_earlier_than_the_armed_one_wakes_the_connection_task() 
     assert!(woken(&c).await);
     // Armed for the head deadline (1 s): the idle deadline after a response (5 s) is later.
     c.arm();
-    drop(ActiveRequest::begin(Arc::clone(&c)));
+    drop(request(&c));
     assert!(!woken(&c).await);
     // A blocked write while armed far ahead is earlier: wake.
     c.armed.store(u64::MAX - 1, Ordering::Relaxed);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::config::{Ports, ProxyConfig};
-use super::listening::Listening;
+use super::listening::wait_for;
 
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_bascule");
@@ -139,23 +139,20 @@ impl Bascule {
     /// Waits until the log has announced every listener the config asks for (the sockets are
     /// then bound and listening), the process exits, or `limit` passes; records the addresses.
     async fn wait_listening(&mut self, https: bool, limit: Duration) -> Result<(), String> {
-        let start = Instant::now();
-        let stdout = self.dir.path().join("stdout.log");
-        while start.elapsed() < limit {
-            if let Some(status) = self.try_exit() {
-                return Err(format!("exited early with {status}"));
-            }
-            let log = std::fs::read_to_string(&stdout).unwrap_or_default();
-            let found = Listening::parse(&log);
-            if found.has(1, usize::from(https), self.config.admin) {
-                self.addr = found.http[0];
-                self.https = found.https.first().copied().unwrap_or(self.https);
-                self.admin = found.admin.unwrap_or(self.admin);
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let log = self.dir.path().join("stdout.log");
+        let admin = self.config.admin;
+        let child = &mut self.child;
+        let exited = || !matches!(child.try_wait(), Ok(None));
+        let found = wait_for(&log, limit, exited, |l| l.has(1, usize::from(https), admin)).await;
+        if let Some(status) = self.try_exit() {
+            return Err(format!("exited early with {status}"));
         }
-        Err(format!("no listening lines in its log after {limit:?}"))
+        let found =
+            found.ok_or_else(|| format!("no listening lines in its log after {limit:?}"))?;
+        self.addr = found.http[0];
+        self.https = found.https.first().copied().unwrap_or(self.https);
+        self.admin = found.admin.unwrap_or(self.admin);
+        Ok(())
     }
 
     /// The config file it runs on.

@@ -2,9 +2,11 @@
 //! listener (`listening`, with `addr` and `scheme`) and one for the admin API (`admin API
 //! listening`, with `addr`), each with the address the socket got, so a process started on
 //! `127.0.0.1:0` says which ports it has: nothing is probed, nothing can be taken in between.
-//! Reads text and JSON log lines. Shared with the benches (`#[path]`), so it needs no crate.
+//! Reads text and JSON log lines. Shared with the benches (`#[path]`): it needs only tokio.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// The listeners a log announced, in the order it did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -43,6 +45,25 @@ impl Listening {
     pub fn has(&self, http: usize, https: usize, admin: bool) -> bool {
         self.http.len() >= http && self.https.len() >= https && (!admin || self.admin.is_some())
     }
+}
+
+/// Reads `log` every 20 ms until the listeners it announces satisfy `enough`; None if `exited`
+/// says the process is gone, or after `limit`.
+pub async fn wait_for(
+    log: &Path,
+    limit: Duration,
+    mut exited: impl FnMut() -> bool,
+    enough: impl Fn(&Listening) -> bool,
+) -> Option<Listening> {
+    let start = Instant::now();
+    while start.elapsed() < limit && !exited() {
+        let found = Listening::parse(&std::fs::read_to_string(log).unwrap_or_default());
+        if enough(&found) {
+            return Some(found);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
 }
 
 /// A `BASCULE_LOG` filter that keeps the caller's (default `info`) and adds what the listening
