@@ -102,6 +102,8 @@ impl App {
             let addr = config.admin.listen;
             let l = server::bind(addr)
                 .map_err(|e| RunError::Startup(format!("cannot listen on {addr} (admin): {e}")))?;
+            // The bound address: with port 0 in the config, this line says which port it got.
+            let addr = l.local_addr().unwrap_or(addr);
             info!(%addr, "admin API listening");
             let reloader = self.reloader.clone();
             let api = AdminApi {
@@ -138,6 +140,7 @@ impl App {
             let l = server::bind(*addr)
                 .map_err(|e| RunError::Startup(format!("cannot listen on {addr}: {e}")))?;
             let scheme = if tls.is_some() { "https" } else { "http" };
+            let addr = l.local_addr().unwrap_or(*addr);
             info!(%addr, scheme, "listening");
             listeners.push((l, tls));
         }

@@ -10,6 +10,8 @@
 //!                ├─► checker ──► client (probes), health
 //!                ├─► memory (heap trims after bursts; main tunes malloc through it)
 //!                └─► admin ──► routing, health::events, metrics
+//!                └─► admin ──► routing, health::events, metrics, demo::Mode
+//! main ──► demo ──► admin::DemoControl (the trait /demo switches it through; demo::Mode is a leaf)
 //! ```
 //!
 //! - [`config`]: the file format, value parsers and validation into a typed `Config`, with
@@ -33,7 +35,9 @@
 //! - [`memory`]: glibc malloc's settings, and trimming the heap after bursts of connections.
 //! - [`resources`]: the open-files limit, and telling local resource exhaustion from an
 //!   upstream's failure.
-//! - [`demo`]: `bascule demo`'s simulated origin and CDNs.
+//! - [`demo`]: `bascule demo`'s simulated origin and CDNs, on one switchable simulated
+//!   upstream (`demo::SimUpstream`, a plain `demo::Mode`) that the integration tests and the
+//!   benches use as their fake upstream too; the admin API's `/demo` switches it by `Mode`.
 //! - [`app`]: wiring and process lifecycle.
 
 pub mod admin;

@@ -242,11 +242,9 @@ fn demo_upstream(name: String, listen: std::net::SocketAddr) -> ExitCode {
     let Some(runtime) = current_thread() else {
         return ExitCode::from(1);
     };
-    // The name lives as long as the process.
-    let name: &'static str = Box::leak(name.into_boxed_str());
     let served = runtime.block_on(async {
         tokio::select! {
-            r = bascule::demo::serve_one(name, listen) => r,
+            r = bascule::demo::serve_one(&name, listen) => r,
             _ = shutdown_signal() => Ok(()),
         }
     });

@@ -24,8 +24,7 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 async fn start(origin: &FakeUpstream, lines: &str) -> Bascule {
     let proxy = ProxyConfig::new()
         .admin(lines)
-        .upstream("origin", origin)
-        .route("www", &["*"], "/", r#"["origin"]"#)
+        .one_route("www", &[origin], "")
         .start()
         .await;
     proxy

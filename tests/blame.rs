@@ -37,10 +37,7 @@ async fn a_client_hammering_a_page_every_tier_fails_ejects_no_cdn() {
         let proxy = ProxyConfig::new()
             .admin("")
             .defaults("[defaults.health]\ninterval = \"60s\"\n[defaults.passive]\nconsecutive_failures = 3\nejection = \"10s\"")
-            .upstream("cdn1", &cdn1)
-            .upstream("cdn2", &cdn2)
-            .upstream("origin", &origin)
-            .route("www", &["*"], "/", r#"["cdn1", "cdn2", "origin"]"#)
+            .one_route("www", &[&cdn1, &cdn2, &origin], "")
             .start()
             .await;
         // Three parallel attack requests, then one reader, twenty times over.
@@ -72,9 +69,7 @@ async fn a_failure_the_next_tier_does_not_share_still_counts_against_the_cdn() {
         let proxy = ProxyConfig::new()
             .admin("")
             .defaults("[defaults.health]\ninterval = \"60s\"\n[defaults.passive]\nconsecutive_failures = 3\nejection = \"10s\"")
-            .upstream("cdn1", &cdn1)
-            .upstream("cdn2", &cdn2)
-            .route("www", &["*"], "/", r#"["cdn1", "cdn2"]"#)
+            .one_route("www", &[&cdn1, &cdn2], "")
             .start()
             .await;
         for _ in 0..3 {
@@ -99,9 +94,7 @@ async fn running_out_of_file_descriptors_blames_no_upstream_and_no_config() {
             .admin("")
             .open_files(160)
             .defaults("connect_timeout = \"1s\"\n[defaults.health]\ninterval = \"200ms\"\nfall = 1\n[defaults.passive]\nconsecutive_failures = 1\nejection = \"30s\"")
-            .upstream("cdn", &cdn)
-            .upstream("origin", &origin)
-            .route("www", &["*"], "/", r#"["cdn", "origin"]"#);
+            .one_route("www", &[&cdn, &origin], "");
         let proxy = config.clone().start().await;
         // Six HTTP/2 connections with 32 hanging requests each want ~190 upstream sockets:
         // more than 160 descriptors hold.

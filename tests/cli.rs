@@ -264,7 +264,8 @@ async fn health_exits_0_while_the_admin_api_answers_and_1_when_it_does_not() {
             .route("all", &["*"], "/", r#"["origin"]"#)
             .start()
             .await;
-        let config = proxy.config_path().display().to_string();
+        // Its config with the ports it got (it was started on 127.0.0.1:0).
+        let config = proxy.bound_config().display().to_string();
         let dir = TempDir::new();
         let out = bascule(dir.path(), &["health", "-c", &config]).await;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{bounded, get, FakeUpstream, Mode, ProxyConfig, SwitchUpstream, TempDir};
+use support::{bounded, get, FakeUpstream, Mode, ProxyConfig, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(90);
 /// How long one headless chromium run may take before it is killed.
@@ -149,11 +149,11 @@ fn upstream_state<'a>(dom: &'a str, name: &str) -> &'a str {
 async fn the_dashboard_shows_a_failover_a_drain_and_the_events_in_a_real_browser() {
     let browser = Browser::find();
     bounded(LIMIT, async {
-        let primary = SwitchUpstream::start("primary", "/healthz").await;
-        let secondary = SwitchUpstream::start("secondary", "/healthz").await;
-        let origin = SwitchUpstream::start("origin", "/healthz").await;
+        let primary = FakeUpstream::switchable("primary", "/healthz").await;
+        let secondary = FakeUpstream::switchable("secondary", "/healthz").await;
+        let origin = FakeUpstream::switchable("origin", "/healthz").await;
         // A second route whose only upstream answers 503 to everything: nothing usable, 5xx.
-        let broken = SwitchUpstream::start("broken", "/healthz").await;
+        let broken = FakeUpstream::switchable("broken", "/healthz").await;
         broken.set(Mode::Status(503)).await;
         let proxy = ProxyConfig::new()
             .admin("")
@@ -275,8 +275,7 @@ async fn the_page_needs_no_token_but_the_api_does_and_the_page_asks_for_it() {
         let origin = FakeUpstream::ok("origin").await;
         let proxy = ProxyConfig::new()
             .admin("token = \"s3cret\"")
-            .upstream("origin", &origin)
-            .route("www", &["*"], "/", r#"["origin"]"#)
+            .one_route("www", &[&origin], "")
             .start()
             .await;
         let page = support::admin_get(proxy.admin, "/").await;
@@ -316,8 +315,7 @@ async fn a_page_from_elsewhere_cannot_drive_the_admin_api_through_the_browser() 
         let origin = FakeUpstream::ok("origin").await;
         let proxy = ProxyConfig::new()
             .admin("")
-            .upstream("origin", &origin)
-            .route("www", &["*"], "/", r#"["origin"]"#)
+            .one_route("www", &[&origin], "")
             .start()
             .await;
         // A page from outside (here a local file: `Origin: null`) auto-submitting a text/plain
@@ -355,8 +353,7 @@ async fn a_rebound_name_gets_no_dashboard_and_no_data() {
         let origin = FakeUpstream::ok("origin").await;
         let proxy = ProxyConfig::new()
             .admin("")
-            .upstream("origin", &origin)
-            .route("www", &["*"], "/", r#"["origin"]"#)
+            .one_route("www", &[&origin], "")
             .start()
             .await;
         // DNS rebinding: the attacker's name now resolves to the admin API's address, which

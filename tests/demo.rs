@@ -4,11 +4,14 @@
 
 mod support;
 
+use std::fs::File;
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::bascule::{free_port, BIN};
-use support::{bounded, get};
+use support::bascule::BIN;
+use support::listening::wait_for;
+use support::{bounded, served_by, until_served_by, FakeUpstream, TempDir};
 
 /// The demo process, killed (by its own handle) when dropped.
 struct DemoProcess(Child);
@@ -18,11 +21,6 @@ impl Drop for DemoProcess {
         let _gone = self.0.kill();
         let _reaped = self.0.wait();
     }
-}
-
-async fn served_by(addr: std::net::SocketAddr) -> (u16, String) {
-    let r = get(addr, "demo.example", "/").await;
-    (r.status.as_u16(), r.header("x-bascule-upstream").to_owned())
 }
 
 async fn status(admin: std::net::SocketAddr, json: bool) -> String {
@@ -47,49 +45,36 @@ async fn status(admin: std::net::SocketAddr, json: bool) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Polls until `upstream` answers (every answer must be a 200); returns how long it took.
-async fn until_served_by(addr: std::net::SocketAddr, upstream: &str, limit: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let (code, by) = served_by(addr).await;
-        assert_eq!(code, 200, "no request may fail during the demo's failover");
-        if by == upstream {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "not served by {upstream} within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Starts `bascule demo` with its proxy and admin API on 127.0.0.1:0, and reads where they
+/// listen from its log (stdout, into a file in `dir`).
+async fn start_demo(dir: &TempDir) -> (DemoProcess, SocketAddr, SocketAddr) {
+    let log = dir.path().join("stdout.log");
+    let child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .env("BASCULE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(File::create(&log).expect("demo log file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    let demo = DemoProcess(child);
+    let found = wait_for(
+        &log,
+        Duration::from_secs(10),
+        || false,
+        |l| l.has(1, 0, true),
+    )
+    .await
+    .expect("the demo did not start");
+    let admin = found.admin.expect("the admin API listens");
+    (demo, found.http[0], admin)
 }
 
 #[tokio::test]
 async fn the_demo_fails_over_when_its_primary_breaks_and_back_when_healed() {
     bounded(Duration::from_secs(40), async {
-        let (listen, admin) = (free_port(), free_port());
-        let child = Command::new(BIN)
-            .args([
-                "demo",
-                "--listen",
-                &listen.to_string(),
-                "--admin",
-                &admin.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the demo");
-        let _demo = DemoProcess(child);
-        let start = Instant::now();
-        while tokio::net::TcpStream::connect(listen).await.is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the demo did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let dir = TempDir::new();
+        let (_demo, listen, admin) = start_demo(&dir).await;
         assert_eq!(served_by(listen).await, (200, "primary-cdn".to_owned()));
         let table = status(admin, false).await;
         assert!(
@@ -108,7 +93,11 @@ async fn the_demo_fails_over_when_its_primary_breaks_and_back_when_healed() {
         )
         .await;
         assert_eq!(r.status, 200, "{}", r.text());
-        until_served_by(listen, "secondary-cdn", Duration::from_secs(5)).await;
+        let polled = until_served_by(listen, "secondary-cdn", Duration::from_secs(5)).await;
+        assert_eq!(
+            polled.failed, 0,
+            "no request may fail during the demo's failover"
+        );
         let start = Instant::now();
         while !status(admin, false).await.contains("1 (secondary-cdn)") {
             assert!(
@@ -133,7 +122,12 @@ async fn the_demo_fails_over_when_its_primary_breaks_and_back_when_healed() {
         .await;
         assert_eq!(r.status, 200);
         // Back after rise × interval (1 s) + failback_delay (5 s).
-        let took = until_served_by(listen, "primary-cdn", Duration::from_secs(15)).await;
+        let polled = until_served_by(listen, "primary-cdn", Duration::from_secs(15)).await;
+        assert_eq!(
+            polled.failed, 0,
+            "no request may fail during the demo's failback"
+        );
+        let took = polled.took;
         assert!(
             took >= Duration::from_secs(4),
             "failed back after {took:?}, before failback_delay"
@@ -153,8 +147,10 @@ async fn the_demo_fails_over_when_its_primary_breaks_and_back_when_healed() {
 
 #[tokio::test]
 async fn status_explains_an_unreachable_admin_api() {
+    // A port kept bound without listening: connecting is refused, and nobody else can take it.
+    let nothing = FakeUpstream::refuse("nothing").await;
     let out = Command::new(BIN)
-        .args(["status", "--admin", &format!("http://{}", free_port())])
+        .args(["status", "--admin", &nothing.address()])
         .output()
         .expect("run bascule status");
     assert_eq!(out.status.code(), Some(1));

@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 use http::Method;
 use support::{
     bounded, get, pattern, request, sha256_hex, split_echo, Bascule, FakeUpstream, ProxyConfig,
-    Reply, TEST_LIMIT,
+    Reply, HOST, TEST_LIMIT,
 };
-
-const HOST: &str = "www.example.com";
 
 /// A proxy whose only route sends everything to `first`, then `second`.
 async fn two_tiers(first: &FakeUpstream, second: &FakeUpstream, retry: &str) -> Bascule {

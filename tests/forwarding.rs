@@ -56,8 +56,7 @@ async fn an_untrusted_peer_has_hop_by_hop_headers_removed_and_forwarded_headers_
     bounded(TEST_LIMIT, async {
         let echo = FakeUpstream::echo("echo").await;
         let proxy = ProxyConfig::new()
-            .upstream("echo", &echo)
-            .route("all", &["*"], "/", r#"["echo"]"#)
+            .one_route("all", &[&echo], "")
             .start()
             .await;
 
@@ -89,8 +88,7 @@ async fn a_trusted_peer_has_its_x_forwarded_for_appended_to() {
         let echo = FakeUpstream::echo("echo").await;
         let proxy = ProxyConfig::new()
             .listen(r#"trusted_proxies = ["127.0.0.1/32"]"#)
-            .upstream("echo", &echo)
-            .route("all", &["*"], "/", r#"["echo"]"#)
+            .one_route("all", &[&echo], "")
             .start()
             .await;
 
@@ -136,8 +134,7 @@ async fn a_request_without_host_reaches_the_upstream_with_the_address_as_host() 
     bounded(TEST_LIMIT, async {
         let echo = FakeUpstream::echo("echo").await;
         let proxy = ProxyConfig::new()
-            .upstream("echo", &echo)
-            .route("all", &["*"], "/", r#"["echo"]"#)
+            .one_route("all", &[&echo], "")
             .start()
             .await;
 
@@ -168,8 +165,7 @@ async fn hop_by_hop_response_headers_do_not_reach_the_client() {
         )
         .await;
         let proxy = ProxyConfig::new()
-            .upstream("up", &up)
-            .route("all", &["*"], "/", r#"["up"]"#)
+            .one_route("all", &[&up], "")
             .start()
             .await;
 
@@ -200,8 +196,7 @@ async fn a_response_is_streamed_to_the_client_as_the_upstream_sends_it() {
         let delay = Duration::from_millis(400);
         let drip = FakeUpstream::drip("drip", 3, delay).await;
         let proxy = ProxyConfig::new()
-            .upstream("drip", &drip)
-            .route("all", &["*"], "/", r#"["drip"]"#)
+            .one_route("all", &[&drip], "")
             .start()
             .await;
 
@@ -241,8 +236,7 @@ async fn sequential_requests_to_an_upstream_reuse_pooled_connections() {
     bounded(TEST_LIMIT, async {
         let up = FakeUpstream::ok("up").await;
         let proxy = ProxyConfig::new()
-            .upstream("up", &up)
-            .route("all", &["*"], "/", r#"["up"]"#)
+            .one_route("all", &[&up], "")
             .start()
             .await;
         for _ in 0..6 {
@@ -265,8 +259,7 @@ async fn an_8_mib_response_body_reaches_the_client_intact() {
         let payload = pattern(8 << 20, 0x8a11);
         let big = FakeUpstream::body("big", payload.clone()).await;
         let proxy = ProxyConfig::new()
-            .upstream("big", &big)
-            .route("all", &["*"], "/", r#"["big"]"#)
+            .one_route("all", &[&big], "")
             .start()
             .await;
 
@@ -284,8 +277,7 @@ async fn a_3_mib_request_body_reaches_the_upstream_intact() {
         let payload = pattern(3 << 20, 0x3b0d);
         let echo = FakeUpstream::echo("echo").await;
         let proxy = ProxyConfig::new()
-            .upstream("echo", &echo)
-            .route("all", &["*"], "/", r#"["echo"]"#)
+            .one_route("all", &[&echo], "")
             .start()
             .await;
 
@@ -322,8 +314,7 @@ async fn an_h2c_client_with_prior_knowledge_is_served_over_http2() {
     bounded(TEST_LIMIT, async {
         let site = FakeUpstream::echo("site").await;
         let proxy = ProxyConfig::new()
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
 

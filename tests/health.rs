@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{bounded, get, Bascule, FakeUpstream, Mode, ProxyConfig, SwitchUpstream};
+use support::{bounded, get, Bascule, FakeUpstream, Mode, ProxyConfig};
 
 const INTERVAL: Duration = Duration::from_millis(200);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(150);
@@ -27,27 +27,22 @@ fn defaults(passive: &str) -> String {
 
 /// primary > secondary > origin, all switchable, with the admin API on.
 struct Site {
-    primary: SwitchUpstream,
-    secondary: SwitchUpstream,
-    origin: SwitchUpstream,
+    primary: FakeUpstream,
+    secondary: FakeUpstream,
+    origin: FakeUpstream,
     proxy: Bascule,
 }
 
 async fn site(passive: &str) -> Site {
-    let primary = SwitchUpstream::start("primary", "/healthz").await;
-    let secondary = SwitchUpstream::start("secondary", "/healthz").await;
-    let origin = SwitchUpstream::start("origin", "/healthz").await;
+    let primary = FakeUpstream::switchable("primary", "/healthz").await;
+    let secondary = FakeUpstream::switchable("secondary", "/healthz").await;
+    let origin = FakeUpstream::switchable("origin", "/healthz").await;
     let proxy = ProxyConfig::new()
         .admin("")
         .defaults(&defaults(passive))
-        .upstream_at("primary", &primary.address(), "")
-        .upstream_at("secondary", &secondary.address(), "")
-        .upstream_at("origin", &origin.address(), "")
-        .route_with(
+        .one_route(
             "www",
-            &["*"],
-            "/",
-            r#"["primary", "secondary", "origin"]"#,
+            &[&primary, &secondary, &origin],
             "failback_delay = \"1s\"",
         )
         .start()
@@ -268,8 +263,8 @@ async fn when_both_cdns_fail_traffic_cascades_to_the_origin() {
 async fn a_balanced_origin_group_shares_traffic_and_covers_for_a_dead_member() {
     bounded(LIMIT, async {
         let cdn = FakeUpstream::refuse("cdn").await;
-        let o1 = SwitchUpstream::start("o1", "/healthz").await;
-        let o2 = SwitchUpstream::start("o2", "/healthz").await;
+        let o1 = FakeUpstream::switchable("o1", "/healthz").await;
+        let o2 = FakeUpstream::switchable("o2", "/healthz").await;
         let proxy = ProxyConfig::new()
             .admin("")
             .defaults(&defaults("consecutive_failures = 0"))
@@ -389,15 +384,7 @@ async fn passive_ejection_doubles_on_repeats() {
                 "[defaults.health]\ninterval = \"60s\"\nfall = 100\n\
                  [defaults.passive]\nconsecutive_failures = 3\nejection = \"400ms\"\n",
             )
-            .upstream("primary", &primary)
-            .upstream("backup", &backup)
-            .route_with(
-                "www",
-                &["*"],
-                "/",
-                r#"["primary", "backup"]"#,
-                "failback_delay = \"1ms\"",
-            )
+            .one_route("www", &[&primary, &backup], "failback_delay = \"1ms\"")
             .start()
             .await;
         let mut lengths = Vec::new();
@@ -450,8 +437,8 @@ async fn passive_ejection_doubles_on_repeats() {
 #[tokio::test]
 async fn probes_carry_the_configured_path_and_host() {
     bounded(LIMIT, async {
-        let cdn = SwitchUpstream::start("cdn", "/bascule-health").await;
-        let origin = SwitchUpstream::start("origin", "/healthz").await;
+        let cdn = FakeUpstream::switchable("cdn", "/bascule-health").await;
+        let origin = FakeUpstream::switchable("origin", "/healthz").await;
         let proxy = ProxyConfig::new()
             .admin("")
             .defaults(&defaults("consecutive_failures = 0"))
@@ -491,7 +478,7 @@ async fn probes_carry_the_configured_path_and_host() {
 async fn status_has_the_contract_fields_and_a_new_upstream_is_healthy_unverified() {
     bounded(LIMIT, async {
         // Probes far apart: the first one is sent at once, the next only after a minute.
-        let cdn = SwitchUpstream::start("cdn", "/healthz").await;
+        let cdn = FakeUpstream::switchable("cdn", "/healthz").await;
         cdn.set(Mode::Hang).await;
         let origin = FakeUpstream::ok("origin").await;
         let proxy = ProxyConfig::new()

@@ -15,8 +15,7 @@ use tokio::net::TcpStream;
 async fn proxy_with_limits(site: &FakeUpstream, limits: &str) -> Bascule {
     ProxyConfig::new()
         .limits(limits)
-        .upstream("site", site)
-        .route("all", &["*"], "/", r#"["site"]"#)
+        .one_route("all", &[site], "")
         .start()
         .await
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{bounded, get, Bascule, Mode, ProxyConfig, SwitchUpstream};
+use support::{bounded, get, Bascule, FakeUpstream, Mode, ProxyConfig};
 
 /// One sample: metric name with labels (`name{k="v",...}`, labels sorted) → value.
 type Samples = HashMap<String, f64>;
@@ -71,8 +71,8 @@ fn value(s: &Samples, key: &str) -> f64 {
 #[tokio::test]
 async fn metrics_parse_and_move_with_traffic_failover_and_reload() {
     bounded(Duration::from_secs(40), async {
-        let primary = SwitchUpstream::start("primary", "/healthz").await;
-        let secondary = SwitchUpstream::start("secondary", "/healthz").await;
+        let primary = FakeUpstream::switchable("primary", "/healthz").await;
+        let secondary = FakeUpstream::switchable("secondary", "/healthz").await;
         let config = ProxyConfig::new()
             .admin("")
             .defaults(

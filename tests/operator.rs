@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{bounded, get, Bascule, FakeUpstream, ProxyConfig};
+use support::{bounded, served_by, Bascule, FakeUpstream, ProxyConfig};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -17,10 +17,7 @@ fn config(cdn: &FakeUpstream, backup: &FakeUpstream, origin: &FakeUpstream) -> P
         .defaults(
             "[defaults.health]\ninterval = \"60s\"\n[defaults.passive]\nconsecutive_failures = 0\n",
         )
-        .upstream("cdn", cdn)
-        .upstream("backup", backup)
-        .upstream("origin", origin)
-        .route("www", &["*"], "/", r#"["cdn", "backup", "origin"]"#)
+        .one_route("www", &[cdn, backup, origin], "")
 }
 
 /// The three healthy upstreams `config` routes to: cdn, backup, origin.
@@ -32,12 +29,6 @@ async fn three_upstreams() -> (FakeUpstream, FakeUpstream, FakeUpstream) {
     )
 }
 
-async fn served_by(proxy: &Bascule) -> String {
-    let r = get(proxy.addr, "www.example.com", "/").await;
-    assert_eq!(r.status, 200);
-    r.header("x-bascule-upstream").to_owned()
-}
-
 async fn active(proxy: &Bascule) -> serde_json::Value {
     proxy.route_status("www").await["active_tier"].clone()
 }
@@ -47,7 +38,7 @@ async fn drain_and_undrain_act_at_once_and_keep_the_reason() {
     bounded(LIMIT, async {
         let (cdn, backup, origin) = three_upstreams().await;
         let proxy = config(&cdn, &backup, &origin).start().await;
-        assert_eq!(served_by(&proxy).await, "cdn");
+        assert_eq!(served_by(proxy.addr).await, (200, "cdn".into()));
         let (code, body) = proxy
             .admin_post("/upstreams/cdn/drain", r#"{"reason": "CDN maintenance"}"#)
             .await;
@@ -58,7 +49,7 @@ async fn drain_and_undrain_act_at_once_and_keep_the_reason() {
                 s["routes"][0]["active_tier"] == 1
             })
             .await;
-        assert_eq!(served_by(&proxy).await, "backup");
+        assert_eq!(served_by(proxy.addr).await, (200, "backup".into()));
         assert_eq!(proxy.upstream_status("cdn").await["state"], "drained");
         let (code, _) = proxy.admin_post("/upstreams/cdn/undrain", "").await;
         assert_eq!(code, 200);
@@ -68,7 +59,7 @@ async fn drain_and_undrain_act_at_once_and_keep_the_reason() {
                 s["upstreams"][1]["state"] == "healthy" && s["routes"][0]["active_tier"] == 0
             })
             .await;
-        assert_eq!(served_by(&proxy).await, "cdn");
+        assert_eq!(served_by(proxy.addr).await, (200, "cdn".into()));
         let s = proxy.status().await;
         let ops: Vec<_> = s["events"]
             .as_array()
@@ -105,7 +96,7 @@ async fn a_pin_moves_the_route_at_once_and_unpin_brings_it_back_at_once() {
                 s["routes"][0]["active_tier"] == 2
             })
             .await;
-        assert_eq!(served_by(&proxy).await, "origin");
+        assert_eq!(served_by(proxy.addr).await, (200, "origin".into()));
         let r = proxy.route_status("www").await;
         assert_eq!(r["pinned"]["tier"], 2);
         assert_eq!(r["pinned"]["reason"], "CDN contract ends");
@@ -117,7 +108,7 @@ async fn a_pin_moves_the_route_at_once_and_unpin_brings_it_back_at_once() {
             })
             .await;
         assert!(proxy.route_status("www").await["pinned"].is_null());
-        assert_eq!(served_by(&proxy).await, "cdn");
+        assert_eq!(served_by(proxy.addr).await, (200, "cdn".into()));
     })
     .await;
 }
@@ -134,7 +125,7 @@ async fn a_pinned_tier_with_nothing_usable_is_ignored() {
                 s["routes"][0]["active_tier"] == 0
             })
             .await;
-        assert_eq!(served_by(&proxy).await, "cdn");
+        assert_eq!(served_by(proxy.addr).await, (200, "cdn".into()));
         assert_eq!(proxy.route_status("www").await["pinned"]["tier"], 1, "kept");
     })
     .await;
@@ -184,8 +175,7 @@ async fn with_a_token_every_admin_request_must_carry_it() {
         let origin = FakeUpstream::ok("origin").await;
         let proxy = ProxyConfig::new()
             .admin("token = \"s3cret\"")
-            .upstream("origin", &origin)
-            .route("www", &["*"], "/", r#"["origin"]"#)
+            .one_route("www", &[&origin], "")
             .start()
             .await;
         let r = support::admin_get(proxy.admin, "/status").await;
@@ -288,7 +278,7 @@ async fn overrides_survive_a_reload_while_their_upstream_or_route_exists() {
         assert_eq!(backup_st["state"], "drained", "{s:#}");
         assert_eq!(s["routes"][0]["pinned"]["tier"], 2);
         assert_eq!(s["routes"][0]["pinned"]["reason"], "r2");
-        assert_eq!(served_by(&proxy).await, "origin");
+        assert_eq!(served_by(proxy.addr).await, (200, "origin".into()));
         // A route that disappears takes its pin with it.
         proxy.rewrite(&base);
         proxy.hup();

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{bounded, get, Bascule, FakeUpstream, Mode, ProxyConfig, SwitchUpstream};
+use support::{bounded, served_by, until_served_by, Bascule, FakeUpstream, Mode, ProxyConfig};
 
 const LIMIT: Duration = Duration::from_secs(40);
 /// The promise: a change is live within a second.
@@ -23,29 +23,6 @@ fn routed_to(a: &FakeUpstream, b: &FakeUpstream, to: &str) -> ProxyConfig {
         .upstream("a", a)
         .upstream("b", b)
         .route("www", &["*"], "/", &format!("[\"{to}\"]"))
-}
-
-async fn served_by(proxy: &Bascule) -> String {
-    get(proxy.addr, "www.example.com", "/")
-        .await
-        .header("x-bascule-upstream")
-        .to_owned()
-}
-
-/// Polls requests until `upstream` answers; returns how long it took.
-async fn until_served_by(proxy: &Bascule, upstream: &str, limit: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        if served_by(proxy).await == upstream {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "not served by {upstream} within {limit:?}\n{}",
-            proxy.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn generation(proxy: &Bascule) -> u64 {
@@ -63,13 +40,13 @@ async fn a_rename_over_write_is_live_within_a_second() {
     bounded(LIMIT, async {
         let (a, b) = pair().await;
         let proxy = routed_to(&a, &b, "a").start().await;
-        assert_eq!(served_by(&proxy).await, "a");
+        assert_eq!(served_by(proxy.addr).await.1, "a");
         proxy.replace(&routed_to(&a, &b, "b"));
-        until_served_by(&proxy, "b", LIVE_WITHIN).await;
+        until_served_by(proxy.addr, "b", LIVE_WITHIN).await;
         assert_eq!(generation(&proxy).await, 2);
         // And again: the watch survives the rename.
         proxy.replace(&routed_to(&a, &b, "a"));
-        until_served_by(&proxy, "a", LIVE_WITHIN).await;
+        until_served_by(proxy.addr, "a", LIVE_WITHIN).await;
         assert_eq!(generation(&proxy).await, 3);
     })
     .await;
@@ -81,9 +58,9 @@ async fn an_in_place_write_is_live_within_a_second() {
         let (a, b) = pair().await;
         let proxy = routed_to(&a, &b, "a").start().await;
         proxy.rewrite(&routed_to(&a, &b, "b"));
-        until_served_by(&proxy, "b", LIVE_WITHIN).await;
+        until_served_by(proxy.addr, "b", LIVE_WITHIN).await;
         proxy.rewrite(&routed_to(&a, &b, "a"));
-        until_served_by(&proxy, "a", LIVE_WITHIN).await;
+        until_served_by(proxy.addr, "a", LIVE_WITHIN).await;
         assert_eq!(generation(&proxy).await, 3);
     })
     .await;
@@ -94,11 +71,11 @@ async fn a_configmap_data_swap_is_live_within_a_second() {
     bounded(LIMIT, async {
         let (a, b) = pair().await;
         let proxy = routed_to(&a, &b, "a").configmap().start().await;
-        assert_eq!(served_by(&proxy).await, "a");
+        assert_eq!(served_by(proxy.addr).await.1, "a");
         proxy.configmap_swap(&routed_to(&a, &b, "b"));
-        until_served_by(&proxy, "b", LIVE_WITHIN).await;
+        until_served_by(proxy.addr, "b", LIVE_WITHIN).await;
         proxy.configmap_swap(&routed_to(&a, &b, "a"));
-        until_served_by(&proxy, "a", LIVE_WITHIN).await;
+        until_served_by(proxy.addr, "a", LIVE_WITHIN).await;
         assert_eq!(generation(&proxy).await, 3);
     })
     .await;
@@ -123,7 +100,7 @@ async fn sighup_and_post_reload_always_apply() {
         proxy.rewrite(&routed_to(&a, &b, "b"));
         let (code, body) = proxy.admin_post("/reload", "").await;
         assert_eq!(code, 200, "{body}");
-        assert_eq!(served_by(&proxy).await, "b");
+        assert_eq!(served_by(proxy.addr).await.1, "b");
         let events = proxy.status().await["events"].clone();
         let reloads = events
             .as_array()
@@ -156,7 +133,7 @@ async fn an_invalid_file_keeps_the_running_table_and_is_reported_until_fixed() {
             "{err}"
         );
         assert_eq!(st["config"]["generation"], 1);
-        assert_eq!(served_by(&proxy).await, "a", "the old table serves");
+        assert_eq!(served_by(proxy.addr).await.1, "a", "the old table serves");
         assert!(proxy.logs().contains("is not a defined upstream"));
         // POST /reload says the same, with 422.
         let (code, body) = proxy.admin_post("/reload", "").await;
@@ -172,7 +149,7 @@ async fn an_invalid_file_keeps_the_running_table_and_is_reported_until_fixed() {
         );
         // Fixed: applied, and the error is gone.
         proxy.replace(&routed_to(&a, &b, "b"));
-        until_served_by(&proxy, "b", LIVE_WITHIN).await;
+        until_served_by(proxy.addr, "b", LIVE_WITHIN).await;
         let st = proxy.status().await;
         assert!(st["config"]["last_error"].is_null());
         assert_eq!(st["config"]["generation"], 2);
@@ -204,7 +181,7 @@ async fn a_file_event_with_identical_content_is_a_no_op() {
 #[tokio::test]
 async fn health_and_drains_survive_an_unrelated_reload() {
     bounded(LIMIT, async {
-        let sick = SwitchUpstream::start("sick", "/healthz").await;
+        let sick = FakeUpstream::switchable("sick", "/healthz").await;
         sick.set(Mode::Status(503)).await;
         let (a, b) = pair().await;
         let base = ProxyConfig::new()
@@ -249,7 +226,7 @@ async fn health_and_drains_survive_an_unrelated_reload() {
         );
         assert_eq!(state("a"), "drained");
         assert_eq!(state("extra"), "healthy");
-        assert_eq!(served_by(&proxy).await, "b");
+        assert_eq!(served_by(proxy.addr).await.1, "b");
         // The unchanged upstream's checker kept its rhythm (no restart, no duplicate).
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let rate = sick.probes() - probes;

@@ -8,12 +8,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::tls::{HttpsUpstream, TestCa};
-use support::{bounded, get, FakeUpstream, Mode, ProxyConfig, SwitchUpstream, TempDir};
+use support::{bounded, get, FakeUpstream, Mode, ProxyConfig, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(40);
 
 fn cdn_config(
-    cdn: &SwitchUpstream,
+    cdn: &FakeUpstream,
     origin: &FakeUpstream,
     interval: &str,
     ejection: &str,
@@ -24,15 +24,7 @@ fn cdn_config(
             "[defaults.health]\ninterval = \"{interval}\"\nfall = 1\nrise = 2\n\
              [defaults.passive]\nconsecutive_failures = 3\nejection = \"{ejection}\""
         ))
-        .upstream_at("cdn", &cdn.address(), "")
-        .upstream("origin", origin)
-        .route_with(
-            "www",
-            &["*"],
-            "/",
-            r#"["cdn", "origin"]"#,
-            "failback_delay = \"1s\"",
-        )
+        .one_route("www", &[cdn, origin], "failback_delay = \"1s\"")
 }
 
 fn probe_times(status: &serde_json::Value) -> Option<String> {
@@ -44,7 +36,7 @@ fn probe_times(status: &serde_json::Value) -> Option<String> {
 #[tokio::test]
 async fn an_unhealthy_upstream_stays_unhealthy_across_a_reload_that_retunes_it() {
     bounded(LIMIT, async {
-        let cdn = SwitchUpstream::start("cdn", "/healthz").await;
+        let cdn = FakeUpstream::switchable("cdn", "/healthz").await;
         let origin = FakeUpstream::ok("origin").await;
         cdn.set(Mode::Status(503)).await;
         let proxy = cdn_config(&cdn, &origin, "100ms", "10s").start().await;
@@ -113,19 +105,15 @@ async fn an_unhealthy_upstream_stays_unhealthy_across_a_reload_that_retunes_it()
 #[tokio::test]
 async fn a_reload_that_changes_retry_keeps_a_held_back_tier_held_back() {
     bounded(LIMIT, async {
-        let cdn = SwitchUpstream::start("cdn", "/healthz").await;
+        let cdn = FakeUpstream::switchable("cdn", "/healthz").await;
         let origin = FakeUpstream::ok("origin").await;
         let config = |attempts: u32| {
             ProxyConfig::new()
                 .admin("")
                 .defaults("[defaults.health]\ninterval = \"100ms\"\nfall = 1\nrise = 1\n[defaults.passive]\nconsecutive_failures = 0")
-                .upstream_at("cdn", &cdn.address(), "")
-                .upstream("origin", &origin)
-                .route_with(
+                .one_route(
                     "www",
-                    &["*"],
-                    "/",
-                    r#"["cdn", "origin"]"#,
+                    &[&cdn, &origin],
                     &format!("failback_delay = \"3s\"\n[routes.retry]\nattempts = {attempts}"),
                 )
         };

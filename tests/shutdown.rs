@@ -16,8 +16,7 @@ async fn sigterm_lets_the_in_flight_request_finish_refuses_new_connections_and_e
         let slow = FakeUpstream::slow("slow", Duration::from_secs(1)).await;
         let mut proxy = ProxyConfig::new()
             .limits(r#"shutdown_grace = "5s""#)
-            .upstream("slow", &slow)
-            .route("all", &["*"], "/", r#"["slow"]"#)
+            .one_route("all", &[&slow], "")
             .start()
             .await;
         let addr = proxy.addr;
@@ -80,8 +79,7 @@ async fn idle_keep_alive_connections_do_not_hold_up_shutdown() {
         let ok = FakeUpstream::ok("ok").await;
         let mut proxy = ProxyConfig::new()
             .limits(r#"shutdown_grace = "10s""#)
-            .upstream("ok", &ok)
-            .route("all", &["*"], "/", r#"["ok"]"#)
+            .one_route("all", &[&ok], "")
             .start()
             .await;
         // An HTTP/1.1 keep-alive connection, left open and idle after one request.

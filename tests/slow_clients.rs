@@ -78,8 +78,7 @@ async fn connections_that_never_send_their_declared_body_are_cut_with_408() {
         let site = FakeUpstream::echo("site").await;
         let proxy = ProxyConfig::new()
             .limits("max_connections = 40\nbody_timeout = \"500ms\"")
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         // Every connection slot taken by a body that never comes.
@@ -117,8 +116,7 @@ async fn an_http2_stream_whose_body_stalls_is_reset_and_its_connection_keeps_ser
         let site = FakeUpstream::echo("site").await;
         let proxy = ProxyConfig::new()
             .limits("body_timeout = \"500ms\"")
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         let mut send = h2c(proxy.addr).await;
@@ -218,8 +216,7 @@ async fn a_reader_that_stops_reading_is_cut_after_send_timeout_and_frees_the_ups
         let proxy = ProxyConfig::new()
             .admin("")
             .limits("send_timeout = \"1s\"")
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         let mut s = TcpStream::connect(proxy.addr).await.expect("connect");
@@ -258,8 +255,7 @@ async fn one_http2_connection_has_at_most_max_in_flight_per_connection_requests_
         let site = FakeUpstream::hang_on("site", "/hang").await;
         let proxy = ProxyConfig::new()
             .limits("max_in_flight_per_connection = 4")
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         let send = h2c(proxy.addr).await;

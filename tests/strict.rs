@@ -38,8 +38,7 @@ async fn a_malformed_host_gets_400_and_never_reaches_the_upstream() {
     bounded(TEST_LIMIT, async {
         let site = FakeUpstream::ok("site").await;
         let proxy = ProxyConfig::new()
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         for host in [
@@ -78,8 +77,7 @@ async fn forwarded_and_x_real_ip_from_an_untrusted_peer_are_not_passed_on() {
     bounded(TEST_LIMIT, async {
         let site = FakeUpstream::ok("site").await;
         let proxy = ProxyConfig::new()
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         let lines = "Host: a.example\r\nForwarded: for=203.0.113.9;proto=https\r\n\
@@ -99,8 +97,7 @@ async fn forwarded_and_x_real_ip_from_a_trusted_peer_are_kept() {
         let site = FakeUpstream::ok("site").await;
         let proxy = ProxyConfig::new()
             .listen(r#"trusted_proxies = ["127.0.0.1/32"]"#)
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         let lines = "Host: a.example\r\nForwarded: for=203.0.113.9\r\nX-Real-IP: 203.0.113.9\r\n";
@@ -117,8 +114,7 @@ async fn http2_cookie_crumbs_reach_an_http1_upstream_as_one_cookie() {
     bounded(TEST_LIMIT, async {
         let site = FakeUpstream::ok("site").await;
         let proxy = ProxyConfig::new()
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         let client = Client::builder(TokioExecutor::new())
@@ -197,8 +193,7 @@ async fn an_over_long_request_target_gets_414() {
     bounded(TEST_LIMIT, async {
         let site = FakeUpstream::ok("site").await;
         let proxy = ProxyConfig::new()
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         // The default 64 KiB head allows an 8 KiB target.
@@ -218,8 +213,7 @@ async fn an_absurd_content_length_gets_400() {
     bounded(TEST_LIMIT, async {
         let site = FakeUpstream::ok("site").await;
         let proxy = ProxyConfig::new()
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         for cl in [
@@ -242,8 +236,7 @@ async fn content_length_with_transfer_encoding_is_framed_by_chunked_and_the_conn
     bounded(TEST_LIMIT, async {
         let site = FakeUpstream::echo("site").await;
         let proxy = ProxyConfig::new()
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         let mut s = TcpStream::connect(proxy.addr).await.expect("connect");
@@ -269,8 +262,7 @@ async fn the_header_count_limit_follows_max_header_bytes() {
     bounded(TEST_LIMIT, async {
         let site = FakeUpstream::ok("site").await;
         let proxy = ProxyConfig::new()
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         let headers = |n: usize, len: usize| -> String {

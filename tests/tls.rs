@@ -31,8 +31,7 @@ async fn certificates_are_chosen_by_sni_and_no_or_unknown_sni_gets_the_first() {
         let proxy = ProxyConfig::new()
             .certificate(&c1, &k1)
             .certificate(&c2, &k2)
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         let config = client_config(&ca.pem, &[b"http/1.1"]);
@@ -99,8 +98,7 @@ async fn curl_negotiates_h2_over_tls_and_only_tls_1_2_and_1_3_are_offered() {
         let site = FakeUpstream::ok("site").await;
         let proxy = ProxyConfig::new()
             .certificate(&cert, &key)
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         let port = proxy.https.port();
@@ -287,8 +285,7 @@ async fn a_renewed_certificate_is_served_within_a_second_with_no_failed_handshak
         let proxy = ProxyConfig::new()
             .admin("")
             .certificate(&live.join("fullchain.pem"), &live.join("privkey.pem"))
-            .upstream("site", &site)
-            .route("all", &["*"], "/", r#"["site"]"#)
+            .one_route("all", &[&site], "")
             .start()
             .await;
         // Concurrent HTTPS load, a new handshake per request.

@@ -25,8 +25,6 @@
 #[path = "../common/child.rs"]
 mod child;
 #[allow(dead_code)]
-#[path = "../failover/fake.rs"]
-mod fake;
 #[path = "../common/procfs.rs"]
 mod procfs;
 
@@ -138,7 +136,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(o: Options) -> Result<(), String> {
-    let origin = fake::FakeUpstream::start("origin");
+    let origin = bascule::demo::SimUpstream::start("origin", bascule::demo::Mode::Ok)
+        .await
+        .map_err(|e| format!("fake origin: {e}"))?;
     let dir = child::work_dir("burst");
     let upstream = origin.address();
     let mut proxy = Bascule::start(&o.bin, &dir, o.threads, |addr, admin| {

@@ -1,10 +1,10 @@
 //! Failover benchmark: what clients see when the primary CDN breaks and heals under load.
 //!
 //! For each scenario the harness starts three fake upstreams in-process (`primary`,
-//! `secondary`, `origin`, hyper servers on 127.0.0.1:0), the proxy under test as a child
-//! process (the release `bascule` with `--threads 1`, or HAProxy with `--haproxy`), and an
-//! open-loop load of `--rate` GET requests per second (latency counted from each request's
-//! scheduled send time). After a 5 s warm-up it breaks the primary, keeps it broken for
+//! `secondary`, `origin`: `bascule::demo::SimUpstream`s on 127.0.0.1:0), the proxy under test
+//! as a child process (the release `bascule` with `--threads 1`, or HAProxy with
+//! `--haproxy`), and an open-loop load of `--rate` GET requests per second (latency counted
+//! from each request's scheduled send time). After a 5 s warm-up it breaks the primary, keeps it broken for
 //! `--break-secs`, heals it, and keeps the load going until the primary has received requests
 //! steadily for 2 s, or for at most `--heal-window`. Scenarios (how the primary breaks, for
 //! live traffic and health probes alike):
@@ -46,7 +46,9 @@
 //! (configs, the proxy's stdout and stderr, `samples.tsv` with every request) are kept under
 //! cargo's target tmp dir, one directory per target and scenario.
 
-mod fake;
+#[path = "../../tests/support/listening.rs"]
+#[allow(dead_code)]
+mod listening;
 mod load;
 mod proxy;
 mod report;
@@ -56,7 +58,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use fake::{FakeUpstream, Mode};
+use bascule::demo::{Mode, SimUpstream};
 use load::{Finished, Load};
 use proxy::{Proxy, Target, Upstreams};
 use report::{Context, Report, Timeline};
@@ -264,9 +266,9 @@ async fn run(o: &Options) -> Result<(), String> {
 
 /// One scenario from start to report: fakes, proxy, load over the timeline, teardown.
 async fn run_scenario(o: &Options, scenario: Scenario, dir: &Path) -> Result<Report, String> {
-    let primary = FakeUpstream::start("primary");
-    let secondary = FakeUpstream::start("secondary");
-    let origin = FakeUpstream::start("origin");
+    let primary = fake("primary").await?;
+    let secondary = fake("secondary").await?;
+    let origin = fake("origin").await?;
     let ups = Upstreams {
         primary: &primary,
         secondary: &secondary,
@@ -300,22 +302,32 @@ async fn run_scenario(o: &Options, scenario: Scenario, dir: &Path) -> Result<Rep
     Ok(Report::new(&finished.samples, cx))
 }
 
+/// A fake upstream on 127.0.0.1:0 answering 200 and recording when each live request arrived;
+/// health probes (`/healthz`) obey its mode too.
+async fn fake(name: &str) -> Result<SimUpstream, String> {
+    SimUpstream::builder(name)
+        .timed()
+        .start()
+        .await
+        .map_err(|e| format!("cannot start the fake upstream {name}: {e}"))
+}
+
 /// Runs the load against `proxy` through warm-up, break and heal, until the primary has been
 /// steady again or the heal window is over. Returns the samples, the timeline, and when the
 /// primary received each live request, all from the start of the load.
 async fn drive(
     o: &Options,
     scenario: Scenario,
-    primary: &FakeUpstream,
+    primary: &SimUpstream,
     proxy: SocketAddr,
 ) -> (Finished, Timeline, Vec<Duration>) {
     let max_duration = WARMUP + o.break_for + o.heal_window + Duration::from_secs(1);
     let load = Load::start(proxy, o.rate, o.max_in_flight, max_duration);
     tokio::time::sleep_until((load.start + WARMUP).into()).await;
-    primary.set_mode(scenario.mode());
+    primary.switch(scenario.mode());
     let broke = load.elapsed();
     tokio::time::sleep(o.break_for).await;
-    primary.set_mode(Mode::Ok);
+    primary.switch(Mode::Ok);
     let healed = load.elapsed();
     wait_until_primary_steady(primary, o.heal_window, tick(o.rate)).await;
     let ended = load.elapsed();
@@ -339,13 +351,13 @@ fn tick(rate: u32) -> Duration {
 
 /// Returns once the primary has received at least one request in every tick for [`STEADY`],
 /// or when `window` has passed.
-async fn wait_until_primary_steady(primary: &FakeUpstream, window: Duration, tick: Duration) {
+async fn wait_until_primary_steady(primary: &SimUpstream, window: Duration, tick: Duration) {
     let deadline = Instant::now() + window;
     let mut steady_since: Option<Instant> = None;
-    let mut seen = primary.hit_count();
+    let mut seen = primary.hits();
     while Instant::now() < deadline {
         tokio::time::sleep(tick).await;
-        let now = primary.hit_count();
+        let now = primary.hits();
         steady_since = if now > seen {
             steady_since.or(Some(Instant::now()))
         } else {

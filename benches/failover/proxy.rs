@@ -1,6 +1,10 @@
 //! The proxy under test, as a child process: bascule (`bascule run -c FILE --threads 1`) or,
 //! for comparison, HAProxy (`haproxy -db -f FILE`), each on a config generated for the three
 //! fake upstreams. Only the child it started is ever signalled or killed, through its handle.
+//!
+//! bascule listens on 127.0.0.1:0 (HTTP and admin) and says which ports it got in its log
+//! (`listening` lines, read by `listening`). HAProxy cannot say which port it bound, so for it
+//! alone a free port is probed (bound on :0, released, given to HAProxy).
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -8,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::fake::{FakeUpstream, HEALTH_PATH};
+use bascule::demo::{SimUpstream, PROBE_PATH as HEALTH_PATH};
+
+use crate::listening;
 
 /// Which proxy to measure.
 #[derive(Clone, Debug)]
@@ -34,15 +40,17 @@ impl Target {
 
 /// The three fake upstreams, in tier order.
 pub struct Upstreams<'a> {
-    pub primary: &'a FakeUpstream,
-    pub secondary: &'a FakeUpstream,
-    pub origin: &'a FakeUpstream,
+    pub primary: &'a SimUpstream,
+    pub secondary: &'a SimUpstream,
+    pub origin: &'a SimUpstream,
 }
 
 /// A running proxy.
 pub struct Proxy {
-    /// Where it serves HTTP.
+    /// Where it serves HTTP (for bascule, known once `wait_ready` has read its log).
     pub addr: SocketAddr,
+    /// bascule's stdout, where it says which ports it got; None for HAProxy.
+    log: Option<PathBuf>,
     /// How long after the primary recovers the proxy should send it traffic again, from the
     /// config: rise × interval (+ failback_delay for bascule).
     pub expected_failback: Option<Duration>,
@@ -54,22 +62,29 @@ impl Proxy {
     /// Writes the config into `dir`, validates it (HAProxy), and starts the proxy with its
     /// stdout and stderr in files there.
     pub fn start(target: &Target, dir: &Path, ups: &Upstreams) -> Result<Proxy, String> {
-        let addr = free_port()?;
-        let (mut command, expected_failback) = match target {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (addr, log, mut command, expected_failback) = match target {
             Target::Bascule { bin, extra_toml } => {
-                let text = bascule_config(addr, free_port()?, ups, extra_toml.as_deref());
+                let text = bascule_config(any, any, ups, extra_toml.as_deref());
                 let file = write(dir, "bascule.toml", &text)?;
                 let mut c = Command::new(bin);
                 c.arg("run").arg("-c").arg(&file).args(["--threads", "1"]);
-                (c, bascule_failback(&text))
+                c.env("BASCULE_LOG", listening::log_filter());
+                (
+                    any,
+                    Some(dir.join("stdout.log")),
+                    c,
+                    bascule_failback(&text),
+                )
             }
             Target::Haproxy => {
+                let addr = free_port()?;
                 let file = write(dir, "haproxy.cfg", &haproxy_config(addr, ups))?;
                 check_haproxy(&file)?;
                 let mut c = Command::new("haproxy");
                 c.arg("-db").arg("-f").arg(&file);
                 // HAProxy has no failback delay: a server is used as soon as it is up again.
-                (c, Some(HAPROXY_RISE * HAPROXY_INTER))
+                (addr, None, c, Some(HAPROXY_RISE * HAPROXY_INTER))
             }
         };
         let stdout = create(dir, "stdout.log")?;
@@ -83,14 +98,29 @@ impl Proxy {
             .map_err(|e| format!("cannot start {}: {e}", target.name()))?;
         Ok(Proxy {
             addr,
+            log,
             expected_failback,
             child,
             stderr: stderr_path,
         })
     }
 
-    /// Waits until the proxy accepts connections on its port (at most `bound`).
+    /// Waits until the proxy listens (at most `bound`): bascule until its log names its HTTP
+    /// port (the socket is then listening), HAProxy until its port accepts connections.
     pub async fn wait_ready(&mut self, bound: Duration) -> Result<(), String> {
+        if let Some(log) = self.log.clone() {
+            let child = &mut self.child;
+            let exited = || !matches!(child.try_wait(), Ok(None));
+            let found = listening::wait_for(&log, bound, exited, |l| !l.http.is_empty()).await;
+            if let Some(found) = found {
+                self.addr = found.http[0];
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited early ({status}): {}", self.stderr_tail()));
+            }
+            return Err(format!("no listening line in its log after {bound:?}"));
+        }
         let deadline = Instant::now() + bound;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -247,7 +277,8 @@ fn check_haproxy(file: &Path) -> Result<(), String> {
     ))
 }
 
-/// A port of 127.0.0.1 that was free a moment ago (bound on :0, then released).
+/// A port of 127.0.0.1 that was free a moment ago (bound on :0, then released): for HAProxy,
+/// which cannot report the port it got.
 fn free_port() -> Result<SocketAddr, String> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;

@@ -19,12 +19,13 @@
 //! cargo bench --bench reload -- --mode inplace --reloads 50
 //! ```
 //!
-//! Only 127.0.0.1 and ephemeral ports are used; every loop is bounded in count and time; the
-//! bascule process is stopped by its own PID.
+//! Only 127.0.0.1 and ephemeral ports are used (bascule listens on port 0 and its log says
+//! which port it got); every loop is bounded in count and time; the bascule process is stopped
+//! by its own PID.
 
-#[path = "../failover/fake.rs"]
+#[path = "../../tests/support/listening.rs"]
 #[allow(dead_code)]
-mod fake;
+mod listening;
 #[path = "../failover/load.rs"]
 #[allow(dead_code)]
 mod load;
@@ -39,7 +40,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use fake::FakeUpstream;
+use bascule::demo::SimUpstream;
 use load::Load;
 
 /// Longest wait for one reload to show before the harness gives up on it.
@@ -105,7 +106,11 @@ fn main() -> ExitCode {
 
 /// The bascule process and its config file.
 struct Bascule {
+    /// Where it serves (the port it got).
     addr: SocketAddr,
+    /// What its config asks for (127.0.0.1:0), kept by every rewrite so that a reload sees no
+    /// listener change.
+    listen: SocketAddr,
     path: PathBuf,
     child: Child,
     primary: String,
@@ -124,7 +129,7 @@ fn config_text(addr: SocketAddr, primary: &str, secondary: &str, to: &str) -> St
 
 impl Bascule {
     fn config(&self, to: &str) -> String {
-        config_text(self.addr, &self.primary, &self.secondary, to)
+        config_text(self.listen, &self.primary, &self.secondary, to)
     }
 
     /// Replaces the config so that the route goes to `to`; returns when the change hit the
@@ -161,39 +166,46 @@ impl Bascule {
 async fn start(
     o: &Options,
     dir: &Path,
-    primary: &FakeUpstream,
-    secondary: &FakeUpstream,
+    primary: &SimUpstream,
+    secondary: &SimUpstream,
 ) -> Result<Bascule, String> {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("free port: {e}"))?;
+    // On port 0: bascule's log says which port it got.
+    let listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let path = dir.join("bascule.toml");
-    let log = std::fs::File::create(dir.join("bascule.log")).map_err(|e| format!("log: {e}"))?;
+    let log_path = dir.join("bascule.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| format!("log: {e}"))?;
     let (primary, secondary) = (primary.address(), secondary.address());
-    std::fs::write(&path, config_text(addr, &primary, &secondary, "primary"))
+    std::fs::write(&path, config_text(listen, &primary, &secondary, "primary"))
         .map_err(|e| format!("config: {e}"))?;
     let child = Command::new(&o.bin)
         .args(["run", "--threads", "1", "-c"])
         .arg(&path)
+        .env("BASCULE_LOG", listening::log_filter())
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| format!("{e}"))?)
         .stderr(log)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", o.bin.display()))?;
-    let b = Bascule {
-        addr,
+    let mut b = Bascule {
+        addr: listen,
+        listen,
         path,
         child,
         primary,
         secondary,
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        if Instant::now() > deadline {
-            return Err("bascule did not start".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let found = listening::wait_for(
+        &log_path,
+        Duration::from_secs(10),
+        || false,
+        |l| !l.http.is_empty(),
+    );
+    b.addr = *found
+        .await
+        .ok_or("bascule did not start")?
+        .http
+        .first()
+        .ok_or("no port")?;
     Ok(b)
 }
 
@@ -201,8 +213,13 @@ async fn run(o: &Options) -> Result<(), String> {
     let dir =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{e}"))?;
-    let primary = FakeUpstream::start("primary");
-    let secondary = FakeUpstream::start("secondary");
+    let start_fake = |name: &'static str| async move {
+        SimUpstream::start(name, bascule::demo::Mode::Ok)
+            .await
+            .map_err(|e| format!("cannot start the fake upstream {name}: {e}"))
+    };
+    let primary = start_fake("primary").await?;
+    let secondary = start_fake("secondary").await?;
     let b = start(o, &dir, &primary, &secondary).await?;
     println!(
         "reload bench: bascule on {}, work files in {}",

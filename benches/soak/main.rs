@@ -25,9 +25,6 @@
 
 #[path = "../common/child.rs"]
 mod child;
-#[allow(dead_code)]
-#[path = "../failover/fake.rs"]
-mod fake;
 mod load;
 #[path = "../common/procfs.rs"]
 mod procfs;
@@ -37,8 +34,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use bascule::demo::{Mode, SimUpstream};
 use child::Bascule;
-use fake::{FakeUpstream, Mode};
 use load::Tally;
 
 const USAGE: &str = "usage: cargo bench --bench soak -- [--secs S] [--threads N] [--rate N] \
@@ -121,7 +118,7 @@ fn main() -> ExitCode {
 fn config(
     http: std::net::SocketAddr,
     admin: std::net::SocketAddr,
-    ups: &[FakeUpstream; 4],
+    ups: &[SimUpstream; 4],
 ) -> String {
     let mut c = format!(
         "[listen]\nhttp = [\"{http}\"]\n\n[admin]\nlisten = \"{admin}\"\n\n[log]\naccess = false\n\n\
@@ -151,15 +148,17 @@ fn config(
 }
 
 async fn run(o: Options) -> Result<bool, String> {
+    let start = |name: &'static str, mode| async move {
+        SimUpstream::start(name, mode)
+            .await
+            .map_err(|e| format!("fake upstream {name}: {e}"))
+    };
     let ups = [
-        FakeUpstream::start("good"),
-        FakeUpstream::start("refusing"),
-        FakeUpstream::start("hanging"),
-        FakeUpstream::start("failing"),
+        start("good", Mode::Ok).await?,
+        start("refusing", Mode::Refuse).await?,
+        start("hanging", Mode::Hang).await?,
+        start("failing", Mode::Status(503)).await?,
     ];
-    ups[1].set_mode(Mode::Refuse);
-    ups[2].set_mode(Mode::Hang);
-    ups[3].set_mode(Mode::Status(503));
     let dir = child::work_dir("soak");
     let mut proxy = Bascule::start(&o.bin, &dir, o.threads, |h, a| config(h, a, &ups))?;
     proxy.wait_ready(Duration::from_secs(10)).await?;

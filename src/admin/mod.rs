@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::demo::Mode;
 use crate::events::EventLog;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
@@ -35,10 +36,21 @@ const BODY_LIMIT: usize = 64 << 10;
 
 /// The simulated upstreams of `bascule demo`, switchable through `/demo`.
 pub trait DemoControl: Send + Sync {
-    /// Each simulated upstream's name and mode (ok, refuse, hang, 503).
-    fn modes(&self) -> Vec<(String, &'static str)>;
-    /// Switches upstream `name` to `mode`.
-    fn set(&self, name: &str, mode: &str) -> Result<(), String>;
+    /// Each simulated upstream's name and mode.
+    fn modes(&self) -> Vec<(String, Mode)>;
+    /// Switches upstream `name` to `mode`; an error names what is wrong (an unknown name).
+    fn set(&self, name: &str, mode: Mode) -> Result<(), String>;
+}
+
+/// The mode a `/demo/NAME/MODE` segment asks for: `ok` (or `heal`), `refuse`, `hang`, `503`.
+fn demo_mode(segment: &str) -> Option<Mode> {
+    match segment {
+        "ok" | "heal" => Some(Mode::Ok),
+        "refuse" => Some(Mode::Refuse),
+        "hang" => Some(Mode::Hang),
+        "503" => Some(Mode::Status(503)),
+        _ => None,
+    }
 }
 
 /// Reloads the config now (blocking): the new generation, or why the file was refused.
@@ -171,7 +183,7 @@ impl AdminApi {
         let ups: Vec<_> = demo
             .modes()
             .into_iter()
-            .map(|(name, mode)| json!({"name": name, "mode": mode}))
+            .map(|(name, mode)| json!({"name": name, "mode": mode.to_string()}))
             .collect();
         json_answer(StatusCode::OK, &json!({ "upstreams": ups }))
     }
@@ -180,7 +192,11 @@ impl AdminApi {
         let Some(demo) = &self.demo else {
             return json_answer(StatusCode::NOT_FOUND, &json!({"error": "not a demo"}));
         };
-        match demo.set(name, mode) {
+        let Some(m) = demo_mode(mode) else {
+            let e = format!("mode {mode:?}: use ok, refuse, hang or 503");
+            return json_answer(StatusCode::UNPROCESSABLE_ENTITY, &json!({ "error": e }));
+        };
+        match demo.set(name, m) {
             Ok(()) => json_answer(StatusCode::OK, &json!({"upstream": name, "mode": mode})),
             Err(e) => json_answer(StatusCode::UNPROCESSABLE_ENTITY, &json!({ "error": e })),
         }

@@ -208,3 +208,7 @@ impl Body for UpstreamBody {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "body_tests.rs"]
+pub(crate) mod tests;

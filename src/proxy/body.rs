@@ -100,3 +100,92 @@ impl Body for ProxyBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::config::PassiveSpec;
+    use crate::events::Signals;
+    use crate::health::Health;
+
+    fn health() -> Arc<Health> {
+        let (signals, _rx) = Signals::channel();
+        let spec = PassiveSpec {
+            consecutive_failures: 3,
+            ejection: Duration::from_secs(1),
+        };
+        Arc::new(Health::new("up", &spec, signals))
+    }
+
+    #[tokio::test]
+    async fn a_local_answer_is_sent_once_with_its_exact_size() {
+        let body = ProxyBody::full("no upstream");
+        assert_eq!(body.size_hint().exact(), Some(11));
+        assert!(!body.is_end_stream());
+        assert_eq!(
+            body.collect().await.expect("body").to_bytes(),
+            "no upstream"
+        );
+    }
+
+    #[test]
+    fn an_empty_local_answer_has_ended_before_it_is_read() {
+        assert!(ProxyBody::full("").is_end_stream());
+        assert!(ProxyBody::empty().is_end_stream());
+        assert_eq!(ProxyBody::empty().size_hint().exact(), Some(0));
+    }
+
+    #[test]
+    fn a_local_answer_holds_no_upstream_slot() {
+        let slots = Arc::new(Semaphore::new(1));
+        let mut body = ProxyBody::full("x");
+        body.hold(Arc::clone(&slots).try_acquire_owned().expect("a slot"));
+        assert_eq!(slots.available_permits(), 1, "given back at once");
+    }
+
+    #[tokio::test]
+    async fn an_upstream_body_keeps_its_slot_and_in_flight_count_until_it_ends() {
+        let (incoming, mut chunks) = crate::client::body::tests::loopback().await;
+        let h = health();
+        let slots = Arc::new(Semaphore::new(1));
+        let mut body = ProxyBody::upstream(incoming, h.start_request());
+        body.hold(Arc::clone(&slots).try_acquire_owned().expect("a slot"));
+        assert_eq!((h.in_flight(), slots.available_permits()), (1, 0));
+        chunks
+            .send_data(Bytes::from_static(b"part"))
+            .await
+            .expect("send");
+        let frame = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(frame.into_data().expect("data"), "part");
+        assert_eq!(
+            (h.in_flight(), slots.available_permits()),
+            (1, 0),
+            "mid-body"
+        );
+        drop(chunks);
+        assert!(body.frame().await.is_none(), "the end");
+        assert_eq!(
+            (h.in_flight(), slots.available_permits()),
+            (0, 1),
+            "released at the end"
+        );
+        drop(body);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_body_dropped_early_releases_what_it_held() {
+        let (incoming, _chunks) = crate::client::body::tests::loopback().await;
+        let h = health();
+        let slots = Arc::new(Semaphore::new(1));
+        let mut body = ProxyBody::upstream(incoming, h.start_request());
+        body.hold(Arc::clone(&slots).try_acquire_owned().expect("a slot"));
+        drop(body);
+        assert_eq!((h.in_flight(), slots.available_permits()), (0, 1));
+    }
+}

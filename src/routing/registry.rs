@@ -277,3 +277,7 @@ impl Registry {
         c
     }
 }
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;

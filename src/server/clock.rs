@@ -345,3 +345,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+#[path = "clock_tests.rs"]
+mod tests;

@@ -1,7 +1,7 @@
-//! The real `bascule` binary, started on a generated config in a temp dir, waited for until it
-//! accepts connections, and killed (by its PID, through `Child::kill`) when dropped.
+//! The real `bascule` binary, started on a generated config in a temp dir with its listeners
+//! on 127.0.0.1:0, waited for until its log says where it listens, and killed (by its PID,
+//! through `Child::kill`) when dropped.
 
-use std::fmt::Write as _;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::upstream::FakeUpstream;
+use super::config::{Ports, ProxyConfig};
+use super::listening::wait_for;
 
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_bascule");
@@ -54,174 +55,6 @@ impl Drop for TempDir {
     }
 }
 
-/// A config file for one test: `[listen]` on a free port with `debug_headers = true`, the
-/// admin API off, health checks and passive ejection quiet (so only live requests decide),
-/// plus whatever the test adds. `admin()` turns the admin API on (a free port) and
-/// `defaults(..)` replaces the quiet `[defaults]` with the test's own.
-#[derive(Default, Clone)]
-pub struct ProxyConfig {
-    listen: String,
-    limits: String,
-    body: String,
-    admin: bool,
-    admin_lines: String,
-    defaults: Option<String>,
-    configmap: bool,
-    /// `[[tls.certificates]]` (cert, key paths); any makes an HTTPS listener.
-    certs: Vec<(PathBuf, PathBuf)>,
-    /// The open-files limit (soft and hard) the process starts with.
-    nofile: Option<u64>,
-}
-
-/// The ports a test proxy listens on.
-#[derive(Debug, Clone, Copy)]
-pub struct Ports {
-    /// Plain HTTP.
-    pub http: SocketAddr,
-    /// The admin API (when enabled).
-    pub admin: SocketAddr,
-    /// HTTPS (when certificates are configured).
-    pub https: SocketAddr,
-}
-
-impl ProxyConfig {
-    /// The base config with no upstreams or routes.
-    pub fn new() -> ProxyConfig {
-        ProxyConfig::default()
-    }
-
-    /// Adds lines to `[listen]`, e.g. `trusted_proxies = ["127.0.0.1/32"]`.
-    pub fn listen(mut self, lines: &str) -> ProxyConfig {
-        self.listen.push_str(lines);
-        self.listen.push('\n');
-        self
-    }
-
-    /// Adds lines to `[limits]`, e.g. `header_timeout = "500ms"`.
-    pub fn limits(mut self, lines: &str) -> ProxyConfig {
-        self.limits.push_str(lines);
-        self.limits.push('\n');
-        self
-    }
-
-    /// Adds a `[[tls.certificates]]` entry (and with the first, an HTTPS listener).
-    pub fn certificate(mut self, cert: &Path, key: &Path) -> ProxyConfig {
-        self.certs.push((cert.to_path_buf(), key.to_path_buf()));
-        self
-    }
-
-    /// Starts the process with at most `n` open files (soft and hard limit, as `prlimit`).
-    pub fn open_files(mut self, n: u64) -> ProxyConfig {
-        self.nofile = Some(n);
-        self
-    }
-
-    /// Lays the config file out as a Kubernetes ConfigMap volume (see `files`).
-    pub fn configmap(mut self) -> ProxyConfig {
-        self.configmap = true;
-        self
-    }
-
-    /// Turns the admin API on, on a free loopback port, with extra `[admin]` lines.
-    pub fn admin(mut self, lines: &str) -> ProxyConfig {
-        self.admin = true;
-        self.admin_lines = lines.to_owned();
-        self
-    }
-
-    /// Replaces the quiet defaults: `text` is everything from `[defaults]` on (its tables
-    /// included), e.g. `"[defaults.health]\ninterval = \"200ms\""`; an empty `[defaults]`
-    /// header is added first.
-    pub fn defaults(mut self, text: &str) -> ProxyConfig {
-        self.defaults = Some(text.to_owned());
-        self
-    }
-
-    /// `[upstreams.NAME]` pointing at `up`.
-    pub fn upstream(self, name: &str, up: &FakeUpstream) -> ProxyConfig {
-        self.upstream_with(name, up, "")
-    }
-
-    /// `[upstreams.NAME]` pointing at `up`, with extra keys (e.g. `host = "..."`).
-    pub fn upstream_with(self, name: &str, up: &FakeUpstream, lines: &str) -> ProxyConfig {
-        self.upstream_at(name, &up.address(), lines)
-    }
-
-    /// `[upstreams.NAME]` at any address (e.g. a socket the test holds itself), with extra
-    /// keys.
-    pub fn upstream_at(mut self, name: &str, address: &str, lines: &str) -> ProxyConfig {
-        let _ = writeln!(
-            self.body,
-            "\n[upstreams.{name}]\naddress = \"{address}\"\n{lines}"
-        );
-        self
-    }
-
-    /// A `[[routes]]` entry; `tiers` is TOML, e.g. `["cdn", ["o1", "o2"]]`.
-    pub fn route(self, name: &str, hosts: &[&str], prefix: &str, tiers: &str) -> ProxyConfig {
-        self.route_with(name, hosts, prefix, tiers, "")
-    }
-
-    /// A `[[routes]]` entry with extra TOML after its keys (e.g. a `[routes.retry]` table).
-    pub fn route_with(
-        mut self,
-        name: &str,
-        hosts: &[&str],
-        prefix: &str,
-        tiers: &str,
-        extra: &str,
-    ) -> ProxyConfig {
-        let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
-        let _ = writeln!(
-            self.body,
-            "\n[[routes]]\nname = \"{name}\"\nhosts = [{}]\npath_prefix = \"{prefix}\"\ntiers = {tiers}\n{extra}",
-            hosts.join(", ")
-        );
-        self
-    }
-
-    /// The file's text for a proxy listening on `ports`.
-    pub fn render(&self, ports: &Ports) -> String {
-        let (addr, admin) = (ports.http, ports.admin);
-        let mut tls = String::new();
-        for (cert, key) in &self.certs {
-            let _ = write!(
-                tls,
-                "\n[[tls.certificates]]\ncert = {:?}\nkey = {:?}\n",
-                cert.display().to_string(),
-                key.display().to_string()
-            );
-        }
-        let https = if self.certs.is_empty() {
-            String::new()
-        } else {
-            format!("https = [\"{}\"]\n", ports.https)
-        };
-        let admin = if self.admin {
-            format!("[admin]\nlisten = \"{admin}\"\n{}\n", self.admin_lines)
-        } else {
-            "[admin]\nenabled = false\n".to_owned()
-        };
-        let defaults = match &self.defaults {
-            Some(d) => format!("[defaults]\n{d}\n"),
-            None => "[defaults]\nconnect_timeout = \"1s\"\n\
-                     [defaults.health]\ninterval = \"60s\"\nfall = 100\n\
-                     [defaults.passive]\nconsecutive_failures = 0\n"
-                .to_owned(),
-        };
-        format!(
-            "[listen]\nhttp = [\"{addr}\"]\n{https}debug_headers = true\n{}\n{admin}\n\
-             [limits]\n{}\n{tls}\n{defaults}{}",
-            self.listen, self.limits, self.body
-        )
-    }
-
-    /// Writes the config and starts `bascule run` on it.
-    pub async fn start(self) -> Bascule {
-        Bascule::start(self).await
-    }
-}
-
 /// A running `bascule run` process.
 pub struct Bascule {
     /// Where it serves plain HTTP.
@@ -230,93 +63,96 @@ pub struct Bascule {
     pub admin: SocketAddr,
     /// Where it serves HTTPS (when the config has certificates).
     pub https: SocketAddr,
+    /// The addresses its config asks for (127.0.0.1:0), which reloads keep.
+    requested: Ports,
+    /// The config it was started on.
+    config: ProxyConfig,
     child: Child,
     dir: TempDir,
     exit: Option<ExitStatus>,
 }
 
 impl Bascule {
-    async fn start(config: ProxyConfig) -> Bascule {
-        // A free port can be taken by someone else between our probe and bascule's bind; that
-        // shows as a bind error, and another port is tried (three times at most).
-        for round in 0..3 {
-            let ports = Ports {
-                http: free_port(),
-                admin: free_port(),
-                https: free_port(),
-            };
-            let (addr, admin, https) = (ports.http, ports.admin, ports.https);
-            let dir = TempDir::new();
-            let text = config.render(&ports);
-            let path = if config.configmap {
-                super::files::configmap_layout(dir.path(), &text)
-            } else {
-                dir.write("bascule.toml", &text)
-            };
-            let mut cmd = Command::new(BIN);
-            if let Some(n) = config.nofile {
-                use std::os::unix::process::CommandExt as _;
-                // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
-                unsafe {
-                    cmd.pre_exec(move || {
-                        let lim = libc::rlimit {
-                            rlim_cur: n,
-                            rlim_max: n,
-                        };
-                        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-                            Ok(())
-                        } else {
-                            Err(std::io::Error::last_os_error())
-                        }
-                    });
-                }
-            }
-            let child = cmd
-                .arg("run")
-                .arg("-c")
-                .arg(&path)
-                .env_remove("BASCULE_CONFIG")
-                .env("BASCULE_LOG", "info,bascule=debug")
-                .stdin(Stdio::null())
-                .stdout(File::create(dir.path().join("stdout.log")).expect("log file"))
-                .stderr(File::create(dir.path().join("stderr.log")).expect("log file"))
-                .spawn()
-                .expect("spawn bascule");
-            let mut b = Bascule {
-                addr,
-                admin,
-                https,
-                child,
-                dir,
-                exit: None,
-            };
-            match b.wait_ready(Duration::from_secs(10)).await {
-                Ok(()) => return b,
-                Err(why) if round < 2 && b.logs().contains("cannot listen") => {
-                    eprintln!("retrying on another port: {why}");
-                }
-                Err(why) => panic!("bascule did not start: {why}\n{}", b.logs()),
+    /// Starts `bascule run` with every listener on 127.0.0.1:0 and reads the ports it got from
+    /// its log (see `listening`): nothing is probed, so no other process can take a port in
+    /// between.
+    pub(super) async fn start(config: ProxyConfig) -> Bascule {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let requested = Ports {
+            http: any,
+            admin: any,
+            https: any,
+        };
+        let dir = TempDir::new();
+        let text = config.render(&requested);
+        let path = if config.configmap {
+            super::files::configmap_layout(dir.path(), &text)
+        } else {
+            dir.write("bascule.toml", &text)
+        };
+        let mut cmd = Command::new(BIN);
+        if let Some(n) = config.nofile {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
             }
         }
-        unreachable!("the last round returns or panics")
+        let child = cmd
+            .arg("run")
+            .arg("-c")
+            .arg(&path)
+            .env_remove("BASCULE_CONFIG")
+            .env("BASCULE_LOG", "info,bascule=debug")
+            .stdin(Stdio::null())
+            .stdout(File::create(dir.path().join("stdout.log")).expect("log file"))
+            .stderr(File::create(dir.path().join("stderr.log")).expect("log file"))
+            .spawn()
+            .expect("spawn bascule");
+        let https = !config.certs.is_empty();
+        let mut b = Bascule {
+            addr: any,
+            admin: any,
+            https: any,
+            requested,
+            config,
+            child,
+            dir,
+            exit: None,
+        };
+        match b.wait_listening(https, Duration::from_secs(10)).await {
+            Ok(()) => b,
+            Err(why) => panic!("bascule did not start: {why}\n{}", b.logs()),
+        }
     }
 
-    /// Polls until the listener accepts, the process exits, or `limit` passes.
-    async fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.try_exit() {
-                return Err(format!("exited early with {status}"));
-            }
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
-                return match self.try_exit() {
-                    Some(status) => Err(format!("exited early with {status}")),
-                    None => Ok(()),
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    /// Waits until the log has announced every listener the config asks for (the sockets are
+    /// then bound and listening), the process exits, or `limit` passes; records the addresses.
+    async fn wait_listening(&mut self, https: bool, limit: Duration) -> Result<(), String> {
+        let log = self.dir.path().join("stdout.log");
+        let admin = self.config.admin;
+        let child = &mut self.child;
+        let exited = || !matches!(child.try_wait(), Ok(None));
+        let found = wait_for(&log, limit, exited, |l| l.has(1, usize::from(https), admin)).await;
+        if let Some(status) = self.try_exit() {
+            return Err(format!("exited early with {status}"));
         }
-        Err(format!("not accepting on {} after {limit:?}", self.addr))
+        let found =
+            found.ok_or_else(|| format!("no listening lines in its log after {limit:?}"))?;
+        self.addr = found.http[0];
+        self.https = found.https.first().copied().unwrap_or(self.https);
+        self.admin = found.admin.unwrap_or(self.admin);
+        Ok(())
     }
 
     /// The config file it runs on.
@@ -364,13 +200,21 @@ impl Bascule {
         super::files::configmap_swap(self.dir.path(), &self.text_of(config));
     }
 
-    /// The text `config` renders for this process's ports.
+    /// The text `config` renders for this process: its listeners as they were asked for
+    /// (127.0.0.1:0), so that a reload sees no listener change (those need a restart).
     pub fn text_of(&self, config: &ProxyConfig) -> String {
-        config.render(&Ports {
+        config.render(&self.requested)
+    }
+
+    /// A copy of its config with the addresses it is bound to, for tools that read a config to
+    /// find the process (`bascule health -c`); written beside the config, not watched.
+    pub fn bound_config(&self) -> PathBuf {
+        let text = self.config.render(&Ports {
             http: self.addr,
             admin: self.admin,
             https: self.https,
-        })
+        });
+        self.dir.write("bound.toml", &text)
     }
 
     /// The exit status, once the process has exited.
@@ -417,10 +261,4 @@ impl Drop for Bascule {
             eprintln!("bascule logs:\n{}", self.logs());
         }
     }
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("local addr")
 }

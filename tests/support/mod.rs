@@ -8,9 +8,11 @@
 pub mod admin;
 pub mod bascule;
 pub mod client;
+pub mod config;
 pub mod files;
 pub mod h2frames;
-pub mod switch;
+pub mod listening;
+pub mod serving;
 pub mod tls;
 pub mod upstream;
 
@@ -18,10 +20,11 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use admin::{admin_get, admin_request};
-pub use bascule::{Bascule, ProxyConfig, TempDir};
+pub use bascule::{Bascule, TempDir};
 pub use client::{get, get_h2c, raw_exchange, read_response, request, wait_closed, Reply};
-pub use switch::{Mode, SwitchUpstream};
-pub use upstream::{split_echo, FakeUpstream, Seen};
+pub use config::ProxyConfig;
+pub use serving::{served_by, until_served_by, Polled, HOST};
+pub use upstream::{split_echo, FakeUpstream, Mode, Seen};
 
 /// Runs a test body with a deadline; a test that overruns fails instead of hanging the suite.
 pub async fn bounded<F: Future>(limit: Duration, body: F) -> F::Output {
