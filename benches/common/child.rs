@@ -1,9 +1,13 @@
 //! The bascule under measurement, as a child process on a generated config (`bascule run -c
 //! FILE`, with `--threads N` when asked), its stdout and stderr in files beside the config.
-//! Only this child is ever signalled or killed, through its handle or its own PID.
+//! Only this child is ever signalled or killed, through its handle or its own PID. It listens
+//! on 127.0.0.1:0; the ports it got are read from its log (`tests/support/listening.rs`).
+
+#[path = "../../tests/support/listening.rs"]
+mod listening;
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,7 +28,8 @@ pub struct Bascule {
 }
 
 impl Bascule {
-    /// Writes `config(http, admin)` to `dir/bascule.toml` and starts `bin` on it.
+    /// Writes `config(http, admin)` to `dir/bascule.toml` (both `127.0.0.1:0`) and starts `bin`
+    /// on it; its bound addresses are known once [`Bascule::wait_ready`] returns.
     pub fn start(
         bin: &Path,
         dir: &Path,
@@ -38,7 +43,8 @@ impl Bascule {
             ));
         }
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let (addr, admin) = (free_port()?, free_port()?);
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (addr, admin) = (any, any);
         let file = dir.join("bascule.toml");
         std::fs::write(&file, config(addr, admin))
             .map_err(|e| format!("{}: {e}", file.display()))?;
@@ -51,6 +57,7 @@ impl Bascule {
             command.args(["--threads", &n.to_string()]);
         }
         let child = command
+            .env("BASCULE_LOG", listening::log_filter())
             .stdin(Stdio::null())
             .stdout(log("stdout.log")?)
             .stderr(log("stderr.log")?)
@@ -69,9 +76,21 @@ impl Bascule {
         self.child.id()
     }
 
-    /// Waits until it accepts connections (at most `bound`).
+    /// Waits until it has announced its HTTP and admin listeners and accepts connections (at
+    /// most `bound`).
     pub async fn wait_ready(&mut self, bound: Duration) -> Result<(), String> {
         let deadline = Instant::now() + bound;
+        let child = &mut self.child;
+        let found = listening::wait_for(
+            &self.dir.join("stdout.log"),
+            bound,
+            || !matches!(child.try_wait(), Ok(None)),
+            |l| l.has(1, 0, true),
+        )
+        .await
+        .ok_or_else(|| format!("no listeners announced: see {}", self.dir.display()))?;
+        self.addr = found.http[0];
+        self.admin = found.admin.unwrap_or(self.admin);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!(
@@ -124,15 +143,6 @@ impl Drop for Bascule {
             let _reaped = self.child.wait();
         }
     }
-}
-
-/// A port of 127.0.0.1 that was free a moment ago (bound on :0, then released).
-pub fn free_port() -> Result<SocketAddr, String> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
-    listener
-        .local_addr()
-        .map_err(|e| format!("local address: {e}"))
 }
 
 /// A work directory for `name` under cargo's target tmp dir.
