@@ -11,11 +11,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::admin::{AdminApi, DemoControl};
+use crate::admin::AdminApi;
 use crate::checker::Checkers;
 use crate::client::Dns;
 use crate::config::Limits;
 use crate::config::{self, Config};
+use crate::demo::DemoControl;
 use crate::events::{EventLog, Signal, Signals};
 use crate::memory;
 use crate::metrics::Metrics;

@@ -1,17 +1,22 @@
 //! bascule: an edge reverse proxy that keeps a site online when its CDN fails, by sending each
 //! request through the primary CDN, else a secondary CDN, else straight to the origin.
 //!
-//! Architecture (arrows point one way; nothing depends on `app`):
+//! Architecture (arrows point one way, from user to used; nothing depends on `app` or `main`):
 //!
 //! ```text
-//! main ──► app ──┬─► server ──► proxy ──► select::plan ──► routing ──► client
-//!                ├─► reload ──► config, routing::Registry, checker
-//!                ├─► steering ──► select::steer, routing::RouteState
-//!                ├─► checker ──► client (probes), health
-//!                ├─► memory (heap trims after bursts; main tunes malloc through it)
-//!                └─► admin ──► routing, health::events, metrics
-//!                └─► admin ──► routing, health::events, metrics, demo::Mode
-//! main ──► demo ──► admin::DemoControl (the trait /demo switches it through; demo::Mode is a leaf)
+//! main ──► app, demo, admin::client (bascule status), config (bascule check), memory (malloc)
+//! app ──┬─► server ──► proxy ──┬─► select::plan (pure) ─► config
+//!       │                      ├─► routing ──┬─► client ──► config, resources
+//!       │                      │             ├─► health ──► events, config
+//!       │                      │             └─► metrics, tls, events
+//!       │                      └─► client::body, health, metrics
+//!       ├─► reload ──► config (──► tls), routing::Registry, checker, events, resources
+//!       ├─► steering ──► select::steer (pure), routing::RouteState, events, metrics
+//!       ├─► checker ──► routing::LiveUpstream (its pooled client), health
+//!       ├─► memory ──► client (the pool's idle timeout)
+//!       ├─► resources (open-files limit), tls (server settings)
+//!       └─► admin ──► routing, events, health, metrics, demo::{Mode, DemoControl}
+//! demo (simulated upstreams: a leaf) ◄── admin, app, main, and the tests and benches
 //! ```
 //!
 //! - [`config`]: the file format, value parsers and validation into a typed `Config`, with
@@ -19,8 +24,10 @@
 //! - [`routing`]: the immutable `RoutingTable` snapshot (held in an `ArcSwap`, loaded once per
 //!   request), the host/path matcher, and the `Registry` of live objects (upstreams with their
 //!   pools and health, route states with their active tier and pin) that outlive reloads.
-//! - [`health`]: live upstream state as reason flags (atomics), the rise/fall counter, passive
-//!   ejection, and events.
+//! - [`health`]: live upstream state as reason flags (atomics), the rise/fall counter, and
+//!   passive ejection.
+//! - [`events`]: typed changes (upstream states, active tiers, reloads, operator actions), the
+//!   lock-free channel they travel on, and the bounded log `/status` shows.
 //! - [`select`]: the failover policy as pure functions: `steer` (a route's active tier, with
 //!   failback delay and pins) and `plan` (the upstreams to try for one request).
 //! - [`steering`]: the task that applies `steer` on every health change and failback timer.

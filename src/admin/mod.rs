@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::demo::Mode;
+use crate::demo::{DemoControl, Mode};
 use crate::events::EventLog;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
@@ -33,14 +33,6 @@ use status::Status;
 
 /// Largest admin request body read.
 const BODY_LIMIT: usize = 64 << 10;
-
-/// The simulated upstreams of `bascule demo`, switchable through `/demo`.
-pub trait DemoControl: Send + Sync {
-    /// Each simulated upstream's name and mode.
-    fn modes(&self) -> Vec<(String, Mode)>;
-    /// Switches upstream `name` to `mode`; an error names what is wrong (an unknown name).
-    fn set(&self, name: &str, mode: Mode) -> Result<(), String>;
-}
 
 /// The mode a `/demo/NAME/MODE` segment asks for: `ok` (or `heal`), `refuse`, `hang`, `503`.
 fn demo_mode(segment: &str) -> Option<Mode> {

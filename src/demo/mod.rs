@@ -21,7 +21,13 @@ use std::sync::Arc;
 pub use mode::Mode;
 pub use upstream::{Builder, Seen, SimUpstream, Wording, PROBE_PATH};
 
-use crate::admin::DemoControl;
+/// The simulated upstreams of `bascule demo`, switchable through the admin API's `/demo`.
+pub trait DemoControl: Send + Sync {
+    /// Each simulated upstream's name and mode.
+    fn modes(&self) -> Vec<(String, Mode)>;
+    /// Switches upstream `name` to `mode`; an error names what is wrong (an unknown name).
+    fn set(&self, name: &str, mode: Mode) -> Result<(), String>;
+}
 
 /// The simulated upstreams, in tier order.
 pub const UPSTREAMS: [&str; 3] = ["primary-cdn", "secondary-cdn", "origin"];
