@@ -21,9 +21,11 @@
 //! `GLIBC_TUNABLES`). Only 127.0.0.1 is used.
 
 // The soak harness uses more of these helpers than this one does.
-#[allow(dead_code)]
 #[path = "../common/child.rs"]
 mod child;
+#[allow(dead_code)]
+#[path = "../common/cli.rs"]
+mod cli;
 #[allow(dead_code)]
 #[path = "../common/procfs.rs"]
 mod procfs;
@@ -77,14 +79,14 @@ impl Options {
             let mut value = || args.next().ok_or(format!("{arg} needs a value"));
             match arg.as_str() {
                 "--bench" => {}
-                "--conns" => o.conns = number(&arg, &value()?)?,
-                "--bursts" => o.bursts = number(&arg, &value()?)?,
-                "--parallel" => o.parallel = number::<usize>(&arg, &value()?)?.max(1),
-                "--hold-ms" => o.hold = Duration::from_millis(number(&arg, &value()?)?),
-                "--settle-ms" => o.settle = Duration::from_millis(number(&arg, &value()?)?),
-                "--quiet-secs" => o.quiet = Duration::from_secs(number(&arg, &value()?)?),
+                "--conns" => o.conns = cli::number(&arg, &value()?)?,
+                "--bursts" => o.bursts = cli::number(&arg, &value()?)?,
+                "--parallel" => o.parallel = cli::number::<usize>(&arg, &value()?)?.max(1),
+                "--hold-ms" => o.hold = Duration::from_millis(cli::number(&arg, &value()?)?),
+                "--settle-ms" => o.settle = Duration::from_millis(cli::number(&arg, &value()?)?),
+                "--quiet-secs" => o.quiet = Duration::from_secs(cli::number(&arg, &value()?)?),
                 "--threads" => {
-                    o.threads = Some(number(&arg, &value()?)?).filter(|n: &usize| *n > 0)
+                    o.threads = Some(cli::number(&arg, &value()?)?).filter(|n: &usize| *n > 0)
                 }
                 "--bin" => o.bin = PathBuf::from(value()?),
                 _ => return Err(format!("unknown argument {arg:?}\n{USAGE}")),
@@ -94,16 +96,9 @@ impl Options {
     }
 }
 
-fn number<T: std::str::FromStr>(arg: &str, text: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{arg}: not a number: {text:?}"))
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // `cargo test --benches` runs bench targets without --bench: this one takes minutes.
-    if !args.iter().any(|a| a == "--bench") {
-        println!("burst: skipped (run it with cargo bench --bench burst)");
+    if !cli::benchmarking("burst", &args) {
         return ExitCode::SUCCESS;
     }
     let options = match Options::parse(args.into_iter()) {

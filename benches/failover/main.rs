@@ -46,6 +46,8 @@
 //! (configs, the proxy's stdout and stderr, `samples.tsv` with every request) are kept under
 //! cargo's target tmp dir, one directory per target and scenario.
 
+#[path = "../common/cli.rs"]
+mod cli;
 #[path = "../../tests/support/listening.rs"]
 #[allow(dead_code)]
 mod listening;
@@ -131,10 +133,10 @@ impl Options {
                 // cargo bench passes --bench to every harness = false bench.
                 "--bench" => {}
                 "--scenario" => scenarios = parse_scenarios(&value()?)?,
-                "--rate" => rate = number(&arg, &value()?)?,
-                "--break-secs" => break_secs = number(&arg, &value()?)?,
-                "--heal-window" => heal_secs = number(&arg, &value()?)?,
-                "--max-in-flight" => max_in_flight = Some(number(&arg, &value()?)?),
+                "--rate" => rate = cli::number(&arg, &value()?)?,
+                "--break-secs" => break_secs = cli::number(&arg, &value()?)?,
+                "--heal-window" => heal_secs = cli::number(&arg, &value()?)?,
+                "--max-in-flight" => max_in_flight = Some(cli::number(&arg, &value()?)?),
                 "--bin" => bin = Some(PathBuf::from(value()?)),
                 "--extra-toml" => extra = Some(PathBuf::from(value()?)),
                 "--out" => out = Some(PathBuf::from(value()?)),
@@ -187,16 +189,9 @@ fn parse_scenarios(text: &str) -> Result<Vec<Scenario>, String> {
         .ok_or(format!("unknown scenario {text:?}"))
 }
 
-fn number<T: std::str::FromStr>(arg: &str, text: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{arg}: not a number: {text:?}"))
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // `cargo test --benches` runs bench targets without --bench: this one takes minutes.
-    if !args.iter().any(|a| a == "--bench") {
-        println!("failover: skipped (run it with cargo bench --bench failover)");
+    if !cli::benchmarking("failover", &args) {
         return ExitCode::SUCCESS;
     }
     let options = match Options::parse(args.into_iter(), raise_fd_limit()) {

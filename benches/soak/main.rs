@@ -25,6 +25,8 @@
 
 #[path = "../common/child.rs"]
 mod child;
+#[path = "../common/cli.rs"]
+mod cli;
 mod load;
 #[path = "../common/procfs.rs"]
 mod procfs;
@@ -66,12 +68,12 @@ impl Options {
             let mut value = || args.next().ok_or(format!("{arg} needs a value"));
             match arg.as_str() {
                 "--bench" => {}
-                "--secs" => o.secs = number::<u64>(&arg, &value()?)?.clamp(1, 3600),
-                "--threads" => o.threads = Some(number(&arg, &value()?)?).filter(|n| *n > 0),
-                "--rate" => o.rate = number::<u32>(&arg, &value()?)?.clamp(1, 10_000),
-                "--wrk-conns" => o.wrk_conns = number::<usize>(&arg, &value()?)?.max(1),
-                "--h2-conns" => o.h2_conns = number::<usize>(&arg, &value()?)?.max(1),
-                "--h2-streams" => o.h2_streams = number::<usize>(&arg, &value()?)?.max(1),
+                "--secs" => o.secs = cli::number::<u64>(&arg, &value()?)?.clamp(1, 3600),
+                "--threads" => o.threads = Some(cli::number(&arg, &value()?)?).filter(|n| *n > 0),
+                "--rate" => o.rate = cli::number::<u32>(&arg, &value()?)?.clamp(1, 10_000),
+                "--wrk-conns" => o.wrk_conns = cli::number::<usize>(&arg, &value()?)?.max(1),
+                "--h2-conns" => o.h2_conns = cli::number::<usize>(&arg, &value()?)?.max(1),
+                "--h2-streams" => o.h2_streams = cli::number::<usize>(&arg, &value()?)?.max(1),
                 "--bin" => o.bin = PathBuf::from(value()?),
                 _ => return Err(format!("unknown argument {arg:?}\n{USAGE}")),
             }
@@ -80,16 +82,9 @@ impl Options {
     }
 }
 
-fn number<T: std::str::FromStr>(arg: &str, text: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{arg}: not a number: {text:?}"))
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // `cargo test --benches` runs bench targets without --bench: this one takes minutes.
-    if !args.iter().any(|a| a == "--bench") {
-        println!("soak: skipped (run it with cargo bench --bench soak)");
+    if !cli::benchmarking("soak", &args) {
         return ExitCode::SUCCESS;
     }
     let options = match Options::parse(args.into_iter()) {
