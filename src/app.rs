@@ -171,6 +171,7 @@ impl App {
             let (s, rx) = (server.clone(), shutdown.clone());
             loops.push(tokio::spawn(async move { s.accept_loop(l, tls, rx).await }));
         }
+        loops.push(tokio::spawn(reap_pools(self.table(), shutdown.clone())));
         let s = server.clone();
         loops.push(tokio::spawn(memory::trimmer(
             move || s.open_connections(),
@@ -243,4 +244,20 @@ fn sized_limits(limits: &Limits) -> Limits {
         Err(e) => warn!(error = %e, "cannot read or raise the open-files limit"),
     }
     sized
+}
+
+/// Closes the serving table's expired idle upstream connections every
+/// [`client::REAP_EVERY`](crate::client::REAP_EVERY), until `shutdown`.
+async fn reap_pools(table: Arc<ArcSwap<RoutingTable>>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(crate::client::REAP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        for u in &table.load().upstreams {
+            u.live.client.reap();
+        }
+    }
 }

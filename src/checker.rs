@@ -97,7 +97,7 @@ async fn exchange(upstream: &LiveUpstream, spec: &HealthSpec) -> Result<u16, Pro
         HeaderValue::from_static("bascule-health-check"),
     );
     let resp = upstream.client.request(req).await.map_err(|e| ProbeError {
-        local: crate::client::is_local(&e),
+        local: e.is_local(),
         message: crate::client::error_chain(&e),
     })?;
     let status = resp.status().as_u16();

@@ -5,10 +5,8 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{header, Request};
+use http::{header, Request, Uri};
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 /// How long `bascule status` waits for the admin API.
@@ -25,12 +23,8 @@ pub async fn get(base: &str, path: &str, token: Option<&str>) -> Result<Bytes, S
     let req = req
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("{url}: {e}"))?;
-    let client = Client::builder(TokioExecutor::new()).build_http();
     let exchange = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| format!("{url}: {}", crate::client::error_chain(&e)))?;
+        let resp = send_once(req).await.map_err(|e| format!("{url}: {e}"))?;
         let status = resp.status();
         let body = resp
             .into_body()
@@ -49,6 +43,37 @@ pub async fn get(base: &str, path: &str, token: Option<&str>) -> Result<Bytes, S
     tokio::time::timeout(TIMEOUT, exchange)
         .await
         .map_err(|_| format!("{url}: no answer within {}s", TIMEOUT.as_secs()))?
+}
+
+/// Sends `req` (an absolute `http://host:port/…` URI) on a new HTTP/1.1 connection.
+async fn send_once<B>(mut req: Request<B>) -> Result<http::Response<hyper::body::Incoming>, String>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let uri = req.uri().clone();
+    let authority = uri
+        .authority()
+        .ok_or_else(|| "the admin URL needs host:port".to_owned())?
+        .clone();
+    let port = authority.port_u16().unwrap_or(80);
+    let tcp = tokio::net::TcpStream::connect((authority.host().trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    *req.uri_mut() = path.parse::<Uri>().map_err(|e| e.to_string())?;
+    req.headers_mut().insert(
+        header::HOST,
+        http::HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?,
+    );
+    send.send_request(req)
+        .await
+        .map_err(|e| crate::client::error_chain(&e))
 }
 
 /// Where and how to reach the admin API of the bascule running on `config`: its `[admin]`

@@ -6,7 +6,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::health::InFlight;
@@ -23,13 +22,13 @@ pub struct ProxyBody {
 
 #[derive(Debug)]
 enum Kind {
-    Upstream(Incoming),
+    Upstream(crate::client::Body),
     Full(Option<Bytes>),
 }
 
 impl ProxyBody {
     /// An upstream's body, streamed; `in_flight` is released when it ends.
-    pub fn upstream(body: Incoming, in_flight: InFlight) -> ProxyBody {
+    pub fn upstream(body: crate::client::Body, in_flight: InFlight) -> ProxyBody {
         ProxyBody {
             kind: Kind::Upstream(body),
             _in_flight: Some(in_flight),
@@ -154,7 +153,8 @@ mod tests {
         let (incoming, mut chunks) = crate::client::body::tests::loopback().await;
         let h = health();
         let slots = Arc::new(Semaphore::new(1));
-        let mut body = ProxyBody::upstream(incoming, h.start_request());
+        let mut body =
+            ProxyBody::upstream(crate::client::Body::detached(incoming), h.start_request());
         body.hold(Arc::clone(&slots).try_acquire_owned().expect("a slot"));
         assert_eq!((h.in_flight(), slots.available_permits()), (1, 0));
         chunks
@@ -183,7 +183,8 @@ mod tests {
         let (incoming, _chunks) = crate::client::body::tests::loopback().await;
         let h = health();
         let slots = Arc::new(Semaphore::new(1));
-        let mut body = ProxyBody::upstream(incoming, h.start_request());
+        let mut body =
+            ProxyBody::upstream(crate::client::Body::detached(incoming), h.start_request());
         body.hold(Arc::clone(&slots).try_acquire_owned().expect("a slot"));
         drop(body);
         assert_eq!((h.in_flight(), slots.available_permits()), (0, 1));

@@ -28,25 +28,24 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Classifies a client error from hyper-util.
-    pub fn of(err: &hyper_util::client::legacy::Error) -> Failure {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        while let Some(e) = source {
-            if e.is::<BodyError>() {
-                return Failure::ClientBody;
+    /// Classifies a failed exchange with an upstream.
+    pub fn of(err: &crate::client::Error) -> Failure {
+        use crate::client::Error;
+        match err {
+            Error::Connect(ConnectError::Timeout) => Failure::ConnectTimeout,
+            Error::Connect(ConnectError::Local(_)) => Failure::Local,
+            Error::Connect(_) | Error::Closed => Failure::Connect,
+            Error::Exchange(e) => {
+                // The client's own body failing is reported through hyper as a user error.
+                let mut source = std::error::Error::source(e);
+                while let Some(s) = source {
+                    if s.is::<BodyError>() {
+                        return Failure::ClientBody;
+                    }
+                    source = s.source();
+                }
+                Failure::Other
             }
-            match e.downcast_ref::<ConnectError>() {
-                Some(ConnectError::Timeout) => return Failure::ConnectTimeout,
-                Some(ConnectError::Local(_)) => return Failure::Local,
-                Some(_) => return Failure::Connect,
-                None => {}
-            }
-            source = e.source();
-        }
-        if err.is_connect() {
-            Failure::Connect
-        } else {
-            Failure::Other
         }
     }
 
