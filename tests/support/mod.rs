@@ -14,6 +14,7 @@ pub mod h2frames;
 pub mod listening;
 pub mod serving;
 pub mod tls;
+pub mod tools;
 pub mod upstream;
 
 use std::future::Future;
