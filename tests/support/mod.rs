@@ -9,6 +9,7 @@ pub mod admin;
 pub mod bascule;
 pub mod client;
 pub mod config;
+pub mod exposition;
 pub mod files;
 pub mod h2frames;
 pub mod listening;
