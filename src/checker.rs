@@ -33,7 +33,7 @@ pub async fn probe(upstream: &LiveUpstream, spec: &HealthSpec) -> (ProbeResult, 
     let at = SystemTime::now();
     let start = Instant::now();
     let outcome = tokio::time::timeout(spec.timeout, exchange(upstream, spec)).await;
-    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let latency_ms = crate::events::millis(start.elapsed());
     let local = matches!(&outcome, Ok(Err(e)) if e.local);
     let (ok, status, error) = match outcome {
         Ok(Ok(status)) if spec.expect_status.contains(status) => (true, Some(status), None),

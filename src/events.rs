@@ -174,6 +174,12 @@ impl Serialize for Event {
     }
 }
 
+/// `d` in milliseconds rounded to two decimals, as JSON shows durations (`0.38`, not
+/// `0.38042000000000004`).
+pub fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 100_000.0).round() / 100.0
+}
+
 /// Serializes a time as RFC 3339 with milliseconds.
 pub fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_millis(*t))
@@ -234,6 +240,14 @@ impl EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_show_in_json_as_milliseconds_to_two_decimals() {
+        let ms = millis(std::time::Duration::from_nanos(380_420));
+        assert_eq!(serde_json::to_string(&ms).unwrap(), "0.38");
+        let ms = millis(std::time::Duration::from_micros(12_346));
+        assert_eq!(serde_json::to_string(&ms).unwrap(), "12.35");
+    }
 
     #[test]
     fn the_log_keeps_the_most_recent_events() {

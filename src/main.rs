@@ -23,15 +23,19 @@ struct Cli {
     command: Command,
 }
 
-/// The config file argument that run, check and health share.
+/// The config file argument that run, check and health share. Optional: the help states its
+/// default once, in words (clap's own `[env: …] [default: …]` are hidden).
 #[derive(Args)]
 struct ConfigArg {
     /// Config file [default: $BASCULE_CONFIG, else config/bascule.toml]
     #[arg(
         short,
         long,
+        value_name = "FILE",
         env = "BASCULE_CONFIG",
-        default_value = "config/bascule.toml"
+        hide_env = true,
+        default_value = "config/bascule.toml",
+        hide_default_value = true
     )]
     config: PathBuf,
 }
@@ -39,25 +43,33 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy.
+    #[command(override_usage = "bascule run [-c <FILE>] [--threads <N>]")]
     Run {
         #[command(flatten)]
         config: ConfigArg,
         /// Worker threads [default: one per core]
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         threads: Option<usize>,
     },
     /// Validate a config file and print its routes; exit 0 if valid, 1 if not.
+    #[command(override_usage = "bascule check [-c <FILE>]")]
     Check {
         #[command(flatten)]
         config: ConfigArg,
     },
     /// Print each route's active tier and the upstreams' health, from a running bascule.
+    #[command(override_usage = "bascule status [--admin <URL>] [--token <TOKEN>] [--json]")]
     Status {
         /// The admin API's base URL
-        #[arg(long, default_value = "http://127.0.0.1:9901")]
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9901")]
         admin: String,
         /// The admin API's bearer token
-        #[arg(long, env = "BASCULE_ADMIN_TOKEN", hide_env_values = true)]
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "BASCULE_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
         token: Option<String>,
         /// Print /status as JSON instead of tables
         #[arg(long)]
@@ -65,6 +77,7 @@ enum Command {
     },
     /// Exit 0 if the bascule running on this host answers (its admin API; with the admin API
     /// off, its first listener accepts), else 1: the container health check.
+    #[command(override_usage = "bascule health [-c <FILE>]")]
     Health {
         #[command(flatten)]
         config: ConfigArg,
@@ -80,12 +93,13 @@ enum Command {
         listen: std::net::SocketAddr,
     },
     /// Run a self-contained demo: an origin, two simulated CDNs and the proxy, on loopback.
+    #[command(override_usage = "bascule demo [--listen <ADDR>] [--admin <ADDR>]")]
     Demo {
         /// Where the demo proxy listens
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
         /// Where its admin API and dashboard listen
-        #[arg(long, default_value = "127.0.0.1:9901")]
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
         admin: std::net::SocketAddr,
     },
 }

@@ -258,6 +258,9 @@ async fn curl(args: Vec<String>) -> String {
 
 #[tokio::test]
 async fn a_script_posting_json_works_and_curls_default_form_type_does_not() {
+    if !support::tools::require("curl", "curl") {
+        return;
+    }
     bounded(TEST_LIMIT, async {
         let origin = FakeUpstream::ok("origin").await;
         let proxy = start(&origin, "").await;

@@ -1,6 +1,6 @@
 //! The command line (DESIGN §2, §4 "Details"): `bascule check` prints the compiled routes,
-//! config errors are `FILE:LINE:COL: message` with exit 1 for `check` and `run` alike, and a
-//! usage error exits 2.
+//! config errors are `FILE:LINE:COL: message` with exit 1 for `check` and `run` alike, a
+//! usage error exits 2, and each command's help shows the usage the README's table documents.
 
 mod support;
 
@@ -278,6 +278,38 @@ async fn health_exits_0_while_the_admin_api_answers_and_1_when_it_does_not() {
             "{}",
             text(&out.stderr)
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn each_commands_help_shows_the_usage_the_readme_documents() {
+    bounded(TEST_LIMIT, async {
+        let dir = TempDir::new();
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        // The first column of the README's command table: | `bascule run [-c <FILE>] …` |
+        let documented: Vec<&str> = readme
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `bascule ")?.split_once('`'))
+            .map(|(usage, _)| usage)
+            .collect();
+        assert!(documented.len() >= 4, "{documented:?}");
+        for usage in documented {
+            let command = usage.split(' ').next().unwrap_or("");
+            let out = bascule(dir.path(), &[command, "--help"]).await;
+            assert_eq!(out.status.code(), Some(0));
+            let help = text(&out.stdout);
+            assert!(
+                help.contains(&format!("Usage: bascule {usage}\n")),
+                "README: `bascule {usage}`\n{help}"
+            );
+        }
+        // The config file's default is said once, in words.
+        let help = text(&bascule(dir.path(), &["run", "--help"]).await.stdout);
+        assert!(help.contains("-c, --config <FILE>"), "{help}");
+        assert_eq!(help.matches("config/bascule.toml").count(), 1, "{help}");
+        assert!(help.contains("$BASCULE_CONFIG"), "{help}");
     })
     .await;
 }

@@ -337,6 +337,9 @@ async fn an_h2c_client_with_prior_knowledge_is_served_over_http2() {
 
 #[tokio::test]
 async fn curl_with_http2_prior_knowledge_is_routed_on_the_authority() {
+    if !support::tools::require("curl", "curl") {
+        return;
+    }
     bounded(TEST_LIMIT, async {
         let named = FakeUpstream::echo("named").await;
         let other = FakeUpstream::ok("other").await;

@@ -519,6 +519,10 @@ async fn status_has_the_contract_fields_and_a_new_upstream_is_healthy_unverified
         let check = &proxy.status().await["upstreams"][1]["last_check"];
         assert_eq!(check["status"], 200);
         assert!(check["latency_ms"].as_f64().is_some_and(|l| l >= 0.0));
+        // Shown to two decimals ("0.38", not "0.38042000000000004").
+        let latency = check["latency_ms"].to_string();
+        let decimals = latency.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 2, "latency_ms: {latency}");
         assert!(check["error"].is_null());
         assert!(check["at"].as_str().unwrap_or("").ends_with('Z'));
     })

@@ -1,7 +1,7 @@
-//! The admin API on `[admin] listen` (DESIGN §5): `/status`, `/reload`, drain/undrain and
-//! pin/unpin, behind the rules of `guard` (browsers it did not serve, DESIGN §7.6) and the
-//! bearer-token rule. Plain HTTP/1.1, JSON answers; never on the request path of proxied
-//! traffic.
+//! The admin API on `[admin] listen` (DESIGN §5): `/status`, `/metrics` (in the format the
+//! scraper's `Accept` asks for), `/reload`, drain/undrain and pin/unpin, behind the rules of
+//! `guard` (browsers it did not serve, DESIGN §7.6) and the bearer-token rule. Plain
+//! HTTP/1.1, JSON answers; never on the request path of proxied traffic.
 
 pub mod client;
 pub mod guard;
@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 
 use crate::demo::{DemoControl, Mode};
 use crate::events::EventLog;
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 use crate::routing::RoutingTable;
 use status::Status;
 
@@ -127,7 +127,7 @@ impl AdminApi {
         let segments: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
         let answer = match (&parts.method, segments.as_slice()) {
             (&Method::GET, ["status"]) => self.status(),
-            (&Method::GET, ["metrics"]) => self.metrics(),
+            (&Method::GET, ["metrics"]) => self.metrics(&parts.headers),
             (&Method::POST, ["reload"]) => self.reload().await,
             (&Method::POST, ["upstreams", name, action @ ("drain" | "undrain")]) => {
                 match read_json::<Reason>(body).await {
@@ -194,7 +194,8 @@ impl AdminApi {
         }
     }
 
-    fn metrics(&self) -> Answer {
+    /// The exposition in the format the scraper's `Accept` asks for ([`Format::negotiate`]).
+    fn metrics(&self, headers: &http::HeaderMap) -> Answer {
         let table = self.table.load_full();
         self.metrics.set_state(
             table
@@ -206,11 +207,15 @@ impl AdminApi {
                 .iter()
                 .map(|r| (r.spec.name.as_str(), r.state.active())),
         );
-        let mut r = Response::new(Full::new(Bytes::from(self.metrics.encode())));
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let format = Format::negotiate(accept);
+        let mut r = Response::new(Full::new(Bytes::from(self.metrics.encode(format))));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            HeaderValue::from_static(format.content_type()),
         );
+        r.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept"));
         r.headers_mut().insert(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

@@ -31,7 +31,7 @@ pub struct ProbeResult {
     pub ok: bool,
     /// The status received, if any.
     pub status: Option<u16>,
-    /// Time to the response headers (or to the failure).
+    /// Time to the response headers (or to the failure), in milliseconds to two decimals.
     pub latency_ms: f64,
     /// Why it failed, if it did.
     pub error: Option<String>,

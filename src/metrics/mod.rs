@@ -6,8 +6,10 @@
 //! upstream and status code in lazily filled slots ([`RouteMetrics`]) — and the request
 //! duration histogram is [`AtomicHistogram`], buckets of atomics (the crate's own histogram
 //! holds a mutex). Gauges that mirror state (`upstream_up`, `route_active_tier`) are set from
-//! the serving table when scraped.
+//! the serving table when scraped. The exposition is OpenMetrics or the 0.0.4 text format, as
+//! the scraper asks ([`Format`]).
 
+mod exposition;
 mod histogram;
 mod labels;
 mod route;
@@ -19,6 +21,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
 
+pub use exposition::Format;
 pub use histogram::AtomicHistogram;
 pub use labels::*;
 pub use route::RouteMetrics;
@@ -112,7 +115,7 @@ impl Metrics {
         let requests = register(
             reg,
             "bascule_requests",
-            "Requests answered, by route, the upstream that answered (\"-\" for bascule's own answers) and status code",
+            "Requests answered, by route, the upstream that answered (- for bascule's own answers) and status code",
         );
         let duration = register(
             reg,
@@ -137,7 +140,7 @@ impl Metrics {
         let failovers = register(
             reg,
             "bascule_failovers",
-            "Changes of a route's active tier, by 0-based tier indexes (\"none\": nothing usable)",
+            "Changes of a route's active tier, by 0-based tier indexes (none: nothing usable)",
         );
         let config_reloads: Family<ReloadLabels, Counter> = register(
             reg,
@@ -255,13 +258,16 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    /// The exposition in `format`.
+    pub fn encode(&self, format: Format) -> String {
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Text => exposition::to_text_004(&out),
+        }
     }
 }
 
@@ -289,7 +295,7 @@ mod tests {
         m.reloaded(true, 2);
         m.reloaded(false, 2);
         m.reloaded(false, 2);
-        let text = m.encode();
+        let text = m.encode(Format::Text);
         assert!(
             text.contains("bascule_config_reloads_total{result=\"success\"} 1"),
             "{text}"
@@ -309,7 +315,7 @@ mod tests {
         r.request(Some(1), 200, Duration::from_millis(30));
         r.request(None, 502, Duration::from_secs(40));
         r.request(None, 451, Duration::from_millis(1));
-        let text = m.encode();
+        let text = m.encode(Format::Text);
         assert!(
             text.contains(r#"bascule_requests_total{route="www",upstream="origin",code="200"} 2"#),
             "{text}"
@@ -334,10 +340,36 @@ mod tests {
     }
 
     #[test]
+    fn both_formats_name_counter_families_as_they_require() {
+        let m = Arc::new(Metrics::new());
+        let route = m.route("www", vec!["cdn".into()]);
+        route.request(Some(0), 200, Duration::from_millis(3));
+        m.upstream("cdn").attempt(Outcome::Ok);
+        m.failover("www", "0", "1");
+        m.set_state([("cdn", true)], [("www", Some(0))]);
+        let om = m.encode(Format::OpenMetrics);
+        assert!(
+            om.contains("# TYPE bascule_config_reloads counter\n"),
+            "{om}"
+        );
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        let text = m.encode(Format::Text);
+        assert!(
+            text.contains("# TYPE bascule_config_reloads_total counter\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        // The crate writes HELP unescaped: no text may need escaping in either format.
+        let helps: Vec<&str> = om.lines().filter(|l| l.starts_with("# HELP")).collect();
+        assert_eq!(helps.len(), 9, "{om}");
+        assert!(helps.iter().all(|l| !l.contains(['"', '\\'])), "{om}");
+    }
+
+    #[test]
     fn state_gauges_follow_the_table() {
         let m = Metrics::new();
         m.set_state([("cdn", false), ("origin", true)], [("www", None)]);
-        let text = m.encode();
+        let text = m.encode(Format::Text);
         assert!(
             text.contains(r#"bascule_upstream_up{upstream="cdn"} 0"#),
             "{text}"
@@ -351,7 +383,7 @@ mod tests {
             "{text}"
         );
         m.set_state([("origin", true)], [("www", Some(1))]);
-        let text = m.encode();
+        let text = m.encode(Format::Text);
         assert!(!text.contains(r#"upstream="cdn""#), "{text}");
         assert!(
             text.contains(r#"bascule_route_active_tier{route="www"} 1"#),

@@ -266,7 +266,7 @@ struct Access<'a> {
 
 /// Writes the access line of `a` (target `access`), the time in milliseconds to two decimals.
 fn access_log(a: &Access<'_>) {
-    let ms = (a.start.elapsed().as_micros() as f64 / 10.0).round() / 100.0;
+    let ms = crate::events::millis(a.start.elapsed());
     info!(
         target: "access",
         route = a.route,

@@ -165,24 +165,26 @@ impl Bascule {
         self.child.id()
     }
 
-    /// Sends SIGTERM with `kill -TERM PID`.
+    /// Sends SIGTERM.
     pub fn terminate(&self) {
-        self.signal("TERM");
+        self.signal(libc::SIGTERM);
     }
 
-    /// Sends SIGHUP (reload) with `kill -HUP PID`.
+    /// Sends SIGHUP (reload).
     pub fn hup(&self) {
-        self.signal("HUP");
+        self.signal(libc::SIGHUP);
     }
 
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -{name} {} failed", self.pid());
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) takes plain integers; the child is ours and not yet reaped.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Rewrites the config file in place as `config` renders it for this process's ports.

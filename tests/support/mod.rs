@@ -9,11 +9,13 @@ pub mod admin;
 pub mod bascule;
 pub mod client;
 pub mod config;
+pub mod exposition;
 pub mod files;
 pub mod h2frames;
 pub mod listening;
 pub mod serving;
 pub mod tls;
+pub mod tools;
 pub mod upstream;
 
 use std::future::Future;
