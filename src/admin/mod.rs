@@ -1,10 +1,11 @@
-//! The admin API on `[admin] listen` (DESIGN §5): `/status`, `/reload`, drain/undrain and
-//! pin/unpin, behind the rules of `guard` (browsers it did not serve, DESIGN §7.6) and the
-//! bearer-token rule. Plain HTTP/1.1, JSON answers; never on the request path of proxied
-//! traffic.
+//! The admin API on `[admin] listen` (DESIGN §5): `/status`, `/history` (the last ten
+//! minutes of rates, `history`), `/reload`, drain/undrain and pin/unpin, behind the rules of
+//! `guard` (browsers it did not serve, DESIGN §7.6) and the bearer-token rule. Plain HTTP/1.1,
+//! JSON answers; never on the request path of proxied traffic.
 
 pub mod client;
 pub mod guard;
+pub mod history;
 pub mod status;
 
 use std::convert::Infallible;
@@ -29,6 +30,7 @@ use crate::demo::{DemoControl, Mode};
 use crate::events::EventLog;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
+use history::History;
 use status::Status;
 
 /// Largest admin request body read.
@@ -57,6 +59,8 @@ pub struct AdminApi {
     pub events: EventLog,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The last ten minutes of rates, filled by `History::sample`.
+    pub history: Arc<History>,
     /// The last failed reload's message, until the next good one.
     pub last_error: Arc<Mutex<Option<String>>>,
     /// Reloads the config file (blocking; run on the blocking pool).
@@ -128,6 +132,7 @@ impl AdminApi {
         let answer = match (&parts.method, segments.as_slice()) {
             (&Method::GET, ["status"]) => self.status(),
             (&Method::GET, ["metrics"]) => self.metrics(),
+            (&Method::GET, ["history"]) => self.history(parts.uri.query()),
             (&Method::POST, ["reload"]) => self.reload().await,
             (&Method::POST, ["upstreams", name, action @ ("drain" | "undrain")]) => {
                 match read_json::<Reason>(body).await {
@@ -145,7 +150,7 @@ impl AdminApi {
             },
             (&Method::GET, ["demo"]) => self.demo_modes(),
             (&Method::POST, ["demo", name, mode]) => self.demo_set(name, mode),
-            (_, ["status"] | ["reload"] | ["metrics"])
+            (_, ["status"] | ["reload"] | ["metrics"] | ["history"])
             | (_, ["upstreams", _, "drain" | "undrain"])
             | (_, ["routes", _, "pin" | "unpin"]) => json_answer(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -166,6 +171,27 @@ impl AdminApi {
             .clone();
         let status = Status::of(&table, self.events.snapshot(), last_error);
         json_answer(StatusCode::OK, &status)
+    }
+
+    /// `GET /history[?after=N]`: the samples after reading number N (all when absent).
+    fn history(&self, query: Option<&str>) -> Answer {
+        let mut after = 0;
+        for (key, value) in query
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+        {
+            match (key, value.parse::<u64>()) {
+                ("after", Ok(n)) => after = n,
+                ("after", Err(_)) => {
+                    let e = format!("after={value:?}: give the `last` of a previous answer");
+                    return json_answer(StatusCode::BAD_REQUEST, &json!({ "error": e }));
+                }
+                _ => {}
+            }
+        }
+        self.history
+            .with_answer(after, |a| json_answer(StatusCode::OK, a))
     }
 
     fn demo_modes(&self) -> Answer {
