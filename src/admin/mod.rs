@@ -4,6 +4,7 @@
 //! JSON answers; never on the request path of proxied traffic.
 
 pub mod client;
+pub mod dashboard;
 pub mod guard;
 pub mod history;
 pub mod status;
@@ -117,7 +118,7 @@ impl AdminApi {
         }
         // The dashboard's page holds no data: it asks for the token when the API says 401.
         if guard::is_dashboard_page(&parts.method, parts.uri.path()) {
-            return dashboard();
+            return dashboard::answer();
         }
         if !guard::authorized(&parts.headers, self.token.as_deref()) {
             let mut r = json_answer(
@@ -303,33 +304,6 @@ impl AdminApi {
             &json!({"route": name, "pinned": null, "was_pinned": was}),
         )
     }
-}
-
-/// The dashboard: one self-contained page (no external assets) that reads the admin API, and
-/// that no other page may frame (clickjacking its buttons).
-fn dashboard() -> Answer {
-    let mut r = Response::new(Full::new(Bytes::from_static(include_bytes!(
-        "dashboard.html"
-    ))));
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-             connect-src 'self'; img-src data:; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    r
 }
 
 /// `{"reason": "..."}`, optional as a whole.
