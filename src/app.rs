@@ -1,6 +1,7 @@
 //! Wiring and lifecycle: loads the config, compiles the first routing table, starts the
-//! health checkers, the steering task, the config watcher, the admin API and the listeners,
-//! runs until SIGTERM/SIGINT, and owns shutdown. SIGHUP reloads the config file.
+//! health checkers, the steering task, the config watcher, the admin API (with its rate
+//! history's sampler) and the listeners, runs until SIGTERM/SIGINT, and owns shutdown. SIGHUP
+//! reloads the config file.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::admin::history::History;
 use crate::admin::AdminApi;
 use crate::checker::Checkers;
 use crate::client::Dns;
@@ -107,10 +109,15 @@ impl App {
             let addr = l.local_addr().unwrap_or(addr);
             info!(%addr, "admin API listening");
             let reloader = self.reloader.clone();
+            let history = Arc::new(History::default());
+            loops.push(tokio::spawn(
+                history.clone().sample(self.table(), shutdown.clone()),
+            ));
             let api = AdminApi {
                 table: self.table(),
                 events: self.events.clone(),
                 metrics: self.metrics.clone(),
+                history,
                 last_error: self.reloader.last_error(),
                 reload: Arc::new(move || {
                     match reloader.reload(Trigger::Admin).map_err(|e| e.to_string())? {

@@ -38,7 +38,9 @@
 //! - [`server`]: listeners, connection limits and timeouts, graceful shutdown.
 //! - [`reload`]: reload triggers (file watch, poll, SIGHUP, admin) and the validate-then-swap.
 //! - [`admin`], [`metrics`]: the admin API (`/status`, `/metrics`, `/reload`, overrides), its
-//!   guard against browsers it did not serve (`admin::guard`), and the bearer token.
+//!   guard against browsers it did not serve (`admin::guard`), and the bearer token; the rate
+//!   history (`admin::history`, `/history`: the counters read once a second, ten minutes kept)
+//!   and the dashboard page that draws it (`admin::dashboard`).
 //! - [`memory`]: glibc malloc's settings, and trimming the heap after bursts of connections.
 //! - [`resources`]: the open-files limit, and telling local resource exhaustion from an
 //!   upstream's failure.

@@ -1,146 +1,25 @@
 //! The dashboard (DESIGN §5 `GET /`): the real page, loaded by a real browser (Debian's
 //! `chromium`, headless) from a real bascule, must show what `/status` says — the active tier
-//! after a failover, upstream states, events — and the page itself must need no token while the
-//! API does. The browser's DOM is dumped after a virtual-time budget (the page polls every
-//! 2 s) and a screenshot is left at `$CARGO_TARGET_TMPDIR/dashboard.png` for humans.
+//! after a failover, upstream states, events — and what `/history` says: traffic moving from
+//! one upstream to the next with the tier change marked; and the page itself must need no token
+//! while the API does. The browser's DOM is dumped after a virtual-time budget (the page polls
+//! every 2 s) and screenshots are left in `$CARGO_TARGET_TMPDIR` for humans; the failover
+//! test's is the README's `docs/dashboard.png` when `BASCULE_UPDATE_SCREENSHOT=1`.
 
 mod support;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{bounded, get, tools, FakeUpstream, Mode, ProxyConfig, TempDir};
+use support::browser::{attr, has_class, route_part, start_tag, upstream_state, Browser};
+use support::{bounded, get, FakeUpstream, Mode, ProxyConfig, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(90);
-/// How long one headless chromium run may take before it is killed.
-const BROWSER_LIMIT: Duration = Duration::from_secs(60);
 
 /// Fast active checks (as in tests/health.rs), passive ejection off.
 const FAST_HEALTH: &str = "connect_timeout = \"500ms\"\nresponse_timeout = \"600ms\"\n\
      [defaults.health]\npath = \"/healthz\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
      rise = 2\nfall = 2\n[defaults.passive]\nconsecutive_failures = 0\n";
-
-/// Headless chromium: `$CHROMIUM`, else `chromium` on `PATH` (Debian's package).
-struct Browser(PathBuf);
-
-impl Browser {
-    /// The browser; None (the test skips, or fails under `BASCULE_REQUIRE_TOOLS=1`) when it
-    /// is missing.
-    fn find() -> Option<Browser> {
-        let name = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
-        if !tools::require(&name, "chromium") {
-            return None;
-        }
-        tools::find(&name).map(Browser)
-    }
-
-    /// Loads `url` with a fresh profile under `dir`, lets the page run for 8 s of virtual
-    /// time, writes a 1280×1000 screenshot to `screenshot` and returns the DOM as it is then.
-    /// Runs on the blocking pool, so the runtime keeps serving the fake upstreams meanwhile.
-    async fn load(&self, url: String, dir: &Path, screenshot: &Path) -> String {
-        self.load_with(url, dir, screenshot, &[]).await
-    }
-
-    /// `load` with extra chromium flags.
-    async fn load_with(
-        &self,
-        url: String,
-        dir: &Path,
-        screenshot: &Path,
-        flags: &[&str],
-    ) -> String {
-        let (exe, dir, shot) = (self.0.clone(), dir.to_owned(), screenshot.to_owned());
-        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
-        tokio::task::spawn_blocking(move || run_chromium(&exe, &url, &dir, &shot, &flags))
-            .await
-            .expect("browser task")
-    }
-}
-
-/// One headless chromium run (blocking); killed, by its PID, if it overruns `BROWSER_LIMIT`.
-fn run_chromium(exe: &Path, url: &str, dir: &Path, screenshot: &Path, flags: &[String]) -> String {
-    let dom_file = dir.join("dom.html");
-    let log_file = dir.join("chromium.log");
-    let mut child = Command::new(exe)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--virtual-time-budget=8000",
-            "--window-size=1280,1000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-        .arg(format!("--screenshot={}", screenshot.display()))
-        .args(flags)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(File::create(&dom_file).expect("dom file"))
-        .stderr(File::create(&log_file).expect("log file"))
-        .spawn()
-        .expect("spawn chromium");
-    let log = || std::fs::read_to_string(&log_file).unwrap_or_default();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for chromium") {
-            break status;
-        }
-        if start.elapsed() > BROWSER_LIMIT {
-            let _already_gone = child.kill();
-            let _reaped = child.wait();
-            panic!(
-                "chromium did not finish within {BROWSER_LIMIT:?}:\n{}",
-                log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "chromium failed ({status}):\n{}", log());
-    let dom = std::fs::read_to_string(&dom_file).expect("read the dumped DOM");
-    assert!(dom.contains("</html>"), "no DOM dumped:\n{dom}\n{}", log());
-    dom
-}
-
-/// The start tag of the first element in `html` carrying `attr` (e.g. `data-route="www"`),
-/// with its offset.
-fn start_tag<'a>(html: &'a str, attr: &str) -> Option<(usize, &'a str)> {
-    let at = html.find(attr)?;
-    let open = html[..at].rfind('<')?;
-    let close = at + html[at..].find('>')?;
-    Some((open, &html[open..=close]))
-}
-
-/// The value of attribute `name` in a start tag.
-fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
-    let key = format!(" {name}=\"");
-    let start = tag.find(&key)? + key.len();
-    let len = tag[start..].find('"')?;
-    Some(&tag[start..start + len])
-}
-
-fn has_class(tag: &str, class: &str) -> bool {
-    attr(tag, "class").is_some_and(|c| c.split_whitespace().any(|c| c == class))
-}
-
-/// The part of the DOM holding route `name`'s container (up to the next route).
-fn route_part<'a>(dom: &'a str, name: &str) -> &'a str {
-    let (at, tag) = start_tag(dom, &format!("data-route=\"{name}\""))
-        .unwrap_or_else(|| panic!("no route {name} in the page:\n{dom}"));
-    let rest = &dom[at + tag.len()..];
-    let end = rest.find("data-route=\"").unwrap_or(rest.len());
-    &dom[at..at + tag.len() + end]
-}
-
-fn upstream_state<'a>(dom: &'a str, name: &str) -> &'a str {
-    start_tag(dom, &format!("data-upstream=\"{name}\""))
-        .and_then(|(_, tag)| attr(tag, "data-state"))
-        .unwrap_or_else(|| panic!("no upstream row {name} in the page:\n{dom}"))
-}
 
 #[tokio::test]
 async fn the_dashboard_shows_a_failover_a_drain_and_the_events_in_a_real_browser() {
@@ -199,7 +78,7 @@ async fn the_dashboard_shows_a_failover_a_drain_and_the_events_in_a_real_browser
             }
         });
         let dir = TempDir::new();
-        let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+        let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-drain.png");
         let _stale = std::fs::remove_file(&shot);
         let dom = browser
             .load(format!("http://{}/", proxy.admin), dir.path(), &shot)
@@ -260,6 +139,147 @@ async fn the_dashboard_shows_a_failover_a_drain_and_the_events_in_a_real_browser
                 "demo panel shown without /demo: {demo}"
             );
         }
+
+        let png = std::fs::metadata(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
+        assert!(png.len() > 0, "empty screenshot {}", shot.display());
+    })
+    .await;
+}
+
+/// Where the failover test's screenshot goes: the README's `docs/dashboard.png` when
+/// `BASCULE_UPDATE_SCREENSHOT=1`, else `$CARGO_TARGET_TMPDIR` (a tracked file is not rewritten
+/// by every run).
+fn failover_screenshot() -> PathBuf {
+    if std::env::var_os("BASCULE_UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png")
+    }
+}
+
+/// The `data-total` (requests in the chart's window) of series `key` within `part`.
+fn series_total(part: &str, key: &str) -> f64 {
+    start_tag(part, &format!("data-series=\"{key}\""))
+        .and_then(|(_, tag)| attr(tag, "data-total"))
+        .unwrap_or_else(|| panic!("no series {key}:\n{part}"))
+        .parse()
+        .expect("a number")
+}
+
+/// The part of the DOM from the element with `id` to the end of the document.
+fn from_id<'a>(dom: &'a str, id: &str) -> &'a str {
+    let (at, _) = start_tag(dom, &format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id}"));
+    &dom[at..]
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_traffic_moving_to_the_next_tier_with_the_change_marked() {
+    let Some(browser) = Browser::find() else {
+        return;
+    };
+    bounded(LIMIT, async {
+        let primary = FakeUpstream::switchable("primary-cdn", "/healthz").await;
+        let secondary = FakeUpstream::switchable("secondary-cdn", "/healthz").await;
+        let origin = FakeUpstream::switchable("origin", "/healthz").await;
+        let proxy = ProxyConfig::new()
+            .admin("")
+            .defaults(FAST_HEALTH)
+            .upstream_at("primary-cdn", &primary.address(), "")
+            .upstream_at("secondary-cdn", &secondary.address(), "")
+            .upstream_at("origin", &origin.address(), "")
+            .route(
+                "www",
+                &["www.example.com"],
+                "/",
+                r#"["primary-cdn", "secondary-cdn", "origin"]"#,
+            )
+            .start()
+            .await;
+        // Steady traffic from start to end: about 60 requests a second.
+        let addr = proxy.addr;
+        let traffic = tokio::spawn(async move {
+            loop {
+                let _answer = get(addr, "www.example.com", "/page").await;
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        primary.set(Mode::Refuse).await;
+        proxy
+            .wait_status(Duration::from_secs(5), "www on tier 1", |s| {
+                s["routes"][0]["active_tier"] == 1
+            })
+            .await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let dir = TempDir::new();
+        let shot = failover_screenshot();
+        let _stale = std::fs::remove_file(&shot);
+        let dom = browser
+            .load(format!("http://{}/", proxy.admin), dir.path(), &shot)
+            .await;
+        traffic.abort();
+        let dom = dom.as_str();
+
+        let (_, body_tag) = start_tag(dom, "<body").expect("a body");
+        assert_eq!(
+            attr(body_tag, "data-ready"),
+            Some("1"),
+            "never rendered:\n{dom}"
+        );
+        let www = route_part(dom, "www");
+        let (_, route_tag) = start_tag(www, "data-route=\"www\"").expect("route tag");
+        assert_eq!(attr(route_tag, "data-active-tier"), Some("1"), "{www}");
+
+        // Every upstream's traffic: the primary answered, then failed, then the secondary took
+        // over; the change of tier is marked on the chart.
+        let answered = from_id(dom, "chart-ok");
+        let failed = from_id(dom, "chart-failed");
+        assert!(
+            series_total(answered, "ok:primary-cdn") > 100.0,
+            "{answered}"
+        );
+        assert!(
+            series_total(answered, "ok:secondary-cdn") > 100.0,
+            "{answered}"
+        );
+        assert!(series_total(failed, "failed:primary-cdn") > 0.0, "{failed}");
+        assert_eq!(series_total(answered, "ok:origin"), 0.0, "{answered}");
+        let (_, marker) = start_tag(answered, "class=\"marker\"")
+            .unwrap_or_else(|| panic!("no marker:\n{answered}"));
+        assert_eq!(attr(marker, "data-subject"), Some("www"), "{marker}");
+        assert_eq!(
+            (attr(marker, "data-from"), attr(marker, "data-to")),
+            (Some("0"), Some("1")),
+            "{marker}"
+        );
+        assert!(answered[..answered.find("</svg>").unwrap_or(0)].contains("www → tier 1"));
+        // The route's own chart: its requests by the upstream that answered, and the marker.
+        assert!(series_total(www, "answered:secondary-cdn") > 100.0, "{www}");
+        assert!(start_tag(www, "class=\"marker\"").is_some(), "{www}");
+
+        // The upstreams in tier order, with their role, rates and latency.
+        let row = |name: &str| {
+            start_tag(dom, &format!("data-upstream=\"{name}\""))
+                .unwrap_or_else(|| panic!("no row {name}:\n{dom}"))
+                .0
+        };
+        assert!(row("primary-cdn") < row("secondary-cdn") && row("secondary-cdn") < row("origin"));
+        let upstreams = from_id(dom, "upstreams");
+        for role in ["tier 0 · primary", "tier 1 · secondary", "tier 2 · origin"] {
+            assert!(upstreams.contains(role), "no {role:?}:\n{upstreams}");
+        }
+        let secondary_row = &dom[row("secondary-cdn")..row("origin")];
+        let (_, p50) = start_tag(secondary_row, "data-col=\"p50\"").expect("a p50 cell");
+        let p50_text = &secondary_row[secondary_row.find(p50).unwrap_or(0) + p50.len()..];
+        assert!(
+            p50_text
+                .split('<')
+                .next()
+                .is_some_and(|t| t.ends_with(" ms")),
+            "{secondary_row}"
+        );
+        assert_eq!(upstream_state(dom, "secondary-cdn"), "healthy");
+        assert_eq!(upstream_state(dom, "origin"), "healthy");
 
         let png = std::fs::metadata(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
         assert!(png.len() > 0, "empty screenshot {}", shot.display());

@@ -1,10 +1,13 @@
 //! The admin API on `[admin] listen` (DESIGN §5): `/status`, `/metrics` (in the format the
-//! scraper's `Accept` asks for), `/reload`, drain/undrain and pin/unpin, behind the rules of
-//! `guard` (browsers it did not serve, DESIGN §7.6) and the bearer-token rule. Plain
-//! HTTP/1.1, JSON answers; never on the request path of proxied traffic.
+//! scraper's `Accept` asks for), `/history` (the last ten minutes of rates, `history`),
+//! `/reload`, drain/undrain and pin/unpin, behind the rules of `guard` (browsers it did not
+//! serve, DESIGN §7.6) and the bearer-token rule. Plain HTTP/1.1, JSON answers; never on the
+//! request path of proxied traffic.
 
 pub mod client;
+pub mod dashboard;
 pub mod guard;
+pub mod history;
 pub mod status;
 
 use std::convert::Infallible;
@@ -29,6 +32,7 @@ use crate::demo::{DemoControl, Mode};
 use crate::events::EventLog;
 use crate::metrics::{Format, Metrics};
 use crate::routing::RoutingTable;
+use history::History;
 use status::Status;
 
 /// Largest admin request body read.
@@ -57,6 +61,8 @@ pub struct AdminApi {
     pub events: EventLog,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The last ten minutes of rates, filled by `History::sample`.
+    pub history: Arc<History>,
     /// The last failed reload's message, until the next good one.
     pub last_error: Arc<Mutex<Option<String>>>,
     /// Reloads the config file (blocking; run on the blocking pool).
@@ -113,7 +119,7 @@ impl AdminApi {
         }
         // The dashboard's page holds no data: it asks for the token when the API says 401.
         if guard::is_dashboard_page(&parts.method, parts.uri.path()) {
-            return dashboard();
+            return dashboard::answer();
         }
         if !guard::authorized(&parts.headers, self.token.as_deref()) {
             let mut r = json_answer(
@@ -128,6 +134,7 @@ impl AdminApi {
         let answer = match (&parts.method, segments.as_slice()) {
             (&Method::GET, ["status"]) => self.status(),
             (&Method::GET, ["metrics"]) => self.metrics(&parts.headers),
+            (&Method::GET, ["history"]) => self.history(parts.uri.query()),
             (&Method::POST, ["reload"]) => self.reload().await,
             (&Method::POST, ["upstreams", name, action @ ("drain" | "undrain")]) => {
                 match read_json::<Reason>(body).await {
@@ -145,7 +152,7 @@ impl AdminApi {
             },
             (&Method::GET, ["demo"]) => self.demo_modes(),
             (&Method::POST, ["demo", name, mode]) => self.demo_set(name, mode),
-            (_, ["status"] | ["reload"] | ["metrics"])
+            (_, ["status"] | ["reload"] | ["metrics"] | ["history"])
             | (_, ["upstreams", _, "drain" | "undrain"])
             | (_, ["routes", _, "pin" | "unpin"]) => json_answer(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -166,6 +173,27 @@ impl AdminApi {
             .clone();
         let status = Status::of(&table, self.events.snapshot(), last_error);
         json_answer(StatusCode::OK, &status)
+    }
+
+    /// `GET /history[?after=N]`: the samples after reading number N (all when absent).
+    fn history(&self, query: Option<&str>) -> Answer {
+        let mut after = 0;
+        for (key, value) in query
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+        {
+            match (key, value.parse::<u64>()) {
+                ("after", Ok(n)) => after = n,
+                ("after", Err(_)) => {
+                    let e = format!("after={value:?}: give the `last` of a previous answer");
+                    return json_answer(StatusCode::BAD_REQUEST, &json!({ "error": e }));
+                }
+                _ => {}
+            }
+        }
+        self.history
+            .with_answer(after, |a| json_answer(StatusCode::OK, a))
     }
 
     fn demo_modes(&self) -> Answer {
@@ -282,33 +310,6 @@ impl AdminApi {
             &json!({"route": name, "pinned": null, "was_pinned": was}),
         )
     }
-}
-
-/// The dashboard: one self-contained page (no external assets) that reads the admin API, and
-/// that no other page may frame (clickjacking its buttons).
-fn dashboard() -> Answer {
-    let mut r = Response::new(Full::new(Bytes::from_static(include_bytes!(
-        "dashboard.html"
-    ))));
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-             connect-src 'self'; img-src data:; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    r
 }
 
 /// `{"reason": "..."}`, optional as a whole.

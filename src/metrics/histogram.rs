@@ -37,6 +37,15 @@ impl AtomicHistogram {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.0.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
+
+    /// How many durations were recorded (relaxed loads).
+    pub fn count(&self) -> u64 {
+        self.0
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 impl TypedMetric for AtomicHistogram {

@@ -7,14 +7,19 @@
 //! duration histogram is [`AtomicHistogram`], buckets of atomics (the crate's own histogram
 //! holds a mutex). Gauges that mirror state (`upstream_up`, `route_active_tier`) are set from
 //! the serving table when scraped. The exposition is OpenMetrics or the 0.0.4 text format, as
-//! the scraper asks ([`Format`]).
+//! the scraper asks ([`Format`]). Each upstream also has a [`LatencyHistogram`] of its
+//! attempts (not exported), and the handles read back cheaply ([`UpstreamMetrics::totals`],
+//! [`RouteMetrics::totals`]) for the admin API's rate history.
 
 mod exposition;
 mod histogram;
 mod labels;
+mod latency;
 mod route;
+mod upstream;
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -24,7 +29,9 @@ use prometheus_client::registry::{Metric, Registry};
 pub use exposition::Format;
 pub use histogram::AtomicHistogram;
 pub use labels::*;
-pub use route::RouteMetrics;
+pub use latency::{LatencyCounts, LatencyHistogram, LATENCY_BUCKETS};
+pub use route::{RouteMetrics, RouteTotals};
+pub use upstream::{AttemptTotals, UpstreamMetrics};
 
 /// How one attempt at an upstream ended: the `outcome` label of
 /// `bascule_upstream_attempts_total`.
@@ -93,6 +100,10 @@ pub struct Metrics {
     local_errors: Family<OpLabel, Counter>,
     /// Requests answered before a route was found (400, 404).
     unrouted: OnceLock<RouteMetrics>,
+    /// Each upstream's attempt latencies, by name: kept across reloads like its counters.
+    latencies: Mutex<HashMap<String, LatencyHistogram>>,
+    /// Each (route, upstream)'s cached request counters, kept across reloads.
+    route_slots: Mutex<HashMap<(String, String), route::Slots>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -179,10 +190,12 @@ impl Metrics {
             config_generation,
             local_errors,
             unrouted: OnceLock::new(),
+            latencies: Mutex::default(),
+            route_slots: Mutex::default(),
         }
     }
 
-    /// The cached attempt counters of upstream `name`.
+    /// The cached attempt counters and latency histogram of upstream `name`.
     pub fn upstream(&self, name: &str) -> UpstreamMetrics {
         let attempts = Outcome::ALL.map(|outcome| {
             self.attempts.get_or_create_owned(&AttemptLabels {
@@ -190,15 +203,38 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
         });
-        UpstreamMetrics { attempts }
+        let latency = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_owned())
+            .or_default()
+            .clone();
+        UpstreamMetrics::new(attempts, latency)
     }
 
-    /// The cached handles of route `name`, whose upstreams are `upstreams` (by name).
+    /// The cached handles of route `name`, whose upstreams are `upstreams` (by name). The
+    /// counter slots of a (route, upstream) pair are the same in every table, so that the
+    /// totals read back never step back after a reload.
     pub fn route(self: &Arc<Self>, name: &str, upstreams: Vec<String>) -> RouteMetrics {
         let duration = self.duration.get_or_create_owned(&RouteLabel {
             route: name.to_owned(),
         });
-        RouteMetrics::new(Arc::clone(self), name, upstreams, duration)
+        let slots = {
+            let mut cache = self.route_slots.lock().unwrap_or_else(|p| p.into_inner());
+            upstreams
+                .iter()
+                .map(String::as_str)
+                .chain(["-"])
+                .map(|u| {
+                    cache
+                        .entry((name.to_owned(), u.to_owned()))
+                        .or_default()
+                        .clone()
+                })
+                .collect()
+        };
+        RouteMetrics::new(Arc::clone(self), name, upstreams, duration, slots)
     }
 
     /// The handles for requests answered before a route was found (route "-").
@@ -268,19 +304,6 @@ impl Metrics {
             Format::OpenMetrics => out,
             Format::Text => exposition::to_text_004(&out),
         }
-    }
-}
-
-/// An upstream's attempt counters, indexed by [`Outcome`].
-#[derive(Debug, Clone)]
-pub struct UpstreamMetrics {
-    attempts: [Counter; Outcome::ALL.len()],
-}
-
-impl UpstreamMetrics {
-    /// Counts one attempt that ended with `outcome`.
-    pub fn attempt(&self, outcome: Outcome) {
-        self.attempts[outcome as usize].inc();
     }
 }
 

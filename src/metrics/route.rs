@@ -1,5 +1,7 @@
 //! A route's request counters and duration histogram: label handles filled lazily per
-//! (upstream, status code) slot, then counted without a lock.
+//! (upstream, status code) slot, then counted without a lock. The slots of a (route,
+//! upstream) pair outlive reloads (`Metrics::route` hands out the same ones), so their totals,
+//! read back for the admin history, only grow.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -28,6 +30,43 @@ fn slot_of(code: u16) -> Option<usize> {
 /// How many cached slots a (route, upstream) pair has.
 const SLOTS: usize = 4 + 9 + 9 + 32 + 31;
 
+/// The slots of the 5xx codes (500–530), the last range.
+const SLOTS_5XX: std::ops::Range<usize> = SLOTS - 31..SLOTS;
+
+/// One (route, upstream) pair's cached counters, one per `slot_of` code; clones share them.
+#[derive(Clone)]
+pub(super) struct Slots(Arc<[OnceLock<Counter>]>);
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots((0..SLOTS).map(|_| OnceLock::new()).collect())
+    }
+}
+
+impl Slots {
+    /// The sum of the counters in `range` that exist.
+    fn sum(&self, range: std::ops::Range<usize>) -> u64 {
+        self.0[range]
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(Counter::get)
+            .sum()
+    }
+}
+
+/// A route's requests so far (relaxed loads; for the rate history).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteTotals {
+    /// Every request answered on the route.
+    pub requests: u64,
+    /// Those answered with 500–530.
+    pub errors: u64,
+    /// Requests answered by each upstream, in [`RouteMetrics::upstreams`] order, then those
+    /// bascule answered itself (the `upstream="-"` counters); codes outside the cached ranges
+    /// (`slot_of`) are not in these.
+    pub by_upstream: Vec<u64>,
+}
+
 /// A route's request counters and duration histogram, filled lazily and then lock-free.
 pub struct RouteMetrics {
     name: String,
@@ -35,7 +74,7 @@ pub struct RouteMetrics {
     upstreams: Vec<String>,
     duration: AtomicHistogram,
     /// Per upstream (and "-"), per cached status code (`slot_of`).
-    slots: Vec<Box<[OnceLock<Counter>]>>,
+    slots: Vec<Slots>,
     metrics: Arc<Metrics>,
 }
 
@@ -49,16 +88,15 @@ impl std::fmt::Debug for RouteMetrics {
 
 impl RouteMetrics {
     /// The handles of route `name`, whose upstreams are `upstreams` (by name), counting into
-    /// `metrics`, its durations into `duration`.
+    /// `metrics`, its durations into `duration`, with `slots` for each upstream and then "-".
     pub(super) fn new(
         metrics: Arc<Metrics>,
         name: &str,
         upstreams: Vec<String>,
         duration: AtomicHistogram,
+        slots: Vec<Slots>,
     ) -> RouteMetrics {
-        let slots = (0..=upstreams.len())
-            .map(|_| (0..SLOTS).map(|_| OnceLock::new()).collect())
-            .collect();
+        debug_assert_eq!(slots.len(), upstreams.len() + 1);
         RouteMetrics {
             name: name.to_owned(),
             upstreams,
@@ -84,7 +122,7 @@ impl RouteMetrics {
                 .unwrap_or_else(|| "-".to_owned()),
             code: code.to_string(),
         };
-        match slot_of(code).and_then(|c| self.slots.get(u).and_then(|s| s.get(c))) {
+        match slot_of(code).and_then(|c| self.slots.get(u).and_then(|s| s.0.get(c))) {
             Some(slot) => slot
                 .get_or_init(|| self.metrics.requests.get_or_create_owned(&labels()))
                 .inc(),
@@ -101,6 +139,20 @@ impl RouteMetrics {
     /// The index of upstream `name` in this route, for [`RouteMetrics::request`].
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.upstreams.iter().position(|u| u == name)
+    }
+
+    /// The route's upstreams by name, in the order [`RouteTotals::by_upstream`] uses.
+    pub fn upstreams(&self) -> &[String] {
+        &self.upstreams
+    }
+
+    /// The requests counted so far: a few hundred relaxed loads, for a once-a-second sampler.
+    pub fn totals(&self) -> RouteTotals {
+        RouteTotals {
+            requests: self.duration.count(),
+            errors: self.slots.iter().map(|s| s.sum(SLOTS_5XX)).sum(),
+            by_upstream: self.slots.iter().map(|s| s.sum(0..SLOTS)).collect(),
+        }
     }
 }
 
@@ -119,5 +171,25 @@ mod tests {
         }
         assert_eq!(seen.len(), SLOTS);
         assert_eq!(slot_of(451), None);
+        assert_eq!(slot_of(500), Some(SLOTS_5XX.start));
+        assert_eq!(slot_of(530), Some(SLOTS_5XX.end - 1));
+    }
+
+    #[test]
+    fn totals_survive_a_new_table_for_the_same_route() {
+        let m = Arc::new(Metrics::new());
+        let before = m.route("www", vec!["cdn".into(), "origin".into()]);
+        before.request(Some(0), 200, Duration::from_millis(1));
+        before.request(Some(1), 503, Duration::from_millis(1));
+        before.request(None, 502, Duration::from_millis(1));
+        before.request(Some(0), 451, Duration::from_millis(1));
+        let after = m.route("www", vec!["origin".into()]);
+        let totals = after.totals();
+        assert_eq!(totals.requests, 4);
+        assert_eq!(totals.errors, 2);
+        assert_eq!(totals.by_upstream, vec![1, 1], "origin, then \"-\"");
+        after.request(Some(0), 200, Duration::from_millis(1));
+        assert_eq!(after.totals().by_upstream, vec![2, 1]);
+        assert_eq!(before.totals().by_upstream, vec![1, 2, 1]);
     }
 }

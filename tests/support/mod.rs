@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod bascule;
+pub mod browser;
 pub mod client;
 pub mod config;
 pub mod exposition;
