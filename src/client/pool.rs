@@ -153,9 +153,10 @@ impl Pool {
         None
     }
 
-    /// Parks `h1` for reuse if it is still usable (else it is dropped: closed).
-    fn park(&self, mut h1: Box<H1>) {
-        if h1.settle() {
+    /// Parks `h1` for reuse unless it has ended (it is then dropped: closed). Its liveness is
+    /// checked when it is taken again (checkout polls it once), not here.
+    fn park(&self, h1: Box<H1>) {
+        if !h1.done && !h1.send.is_closed() {
             let _full_so_closed = self.0.idle.push(Idle {
                 h1,
                 since: Instant::now(),

@@ -54,21 +54,68 @@ static HOP_BY_HOP: [&HeaderName; 9] = [
     &PROXY_CONNECTION,
 ];
 
+/// Which of the names a rewrite cares about a message carries, from one pass over its names
+/// (most messages carry none of them): a bit per [`HOP_BY_HOP`] name, then the others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Present(u32);
+
+const FORWARDED_BIT: u32 = 1 << 9;
+const VIA_BIT: u32 = 1 << 10;
+const COOKIE_BIT: u32 = 1 << 11;
+const XFF_BIT: u32 = 1 << 12;
+const XFP_BIT: u32 = 1 << 13;
+const XFH_BIT: u32 = 1 << 14;
+const XRI_BIT: u32 = 1 << 15;
+const HOP_MASK: u32 = (1 << 9) - 1;
+
+impl Present {
+    /// One pass over `headers`' names: each is matched by length first, so the common names
+    /// cost a comparison or two.
+    fn scan(headers: &HeaderMap) -> Present {
+        let mut bits = 0u32;
+        for k in headers.keys() {
+            let name = k.as_str();
+            let bit = match name.len() {
+                2 if name == "te" => 1 << 1,
+                3 if name == "via" => VIA_BIT,
+                6 if name == "cookie" => COOKIE_BIT,
+                7 if name == "trailer" => 1 << 2,
+                7 if name == "upgrade" => 1 << 4,
+                9 if name == "forwarded" => FORWARDED_BIT,
+                9 if name == "x-real-ip" => XRI_BIT,
+                10 if name == "connection" => 1,
+                10 if name == "keep-alive" => 1 << 7,
+                15 if name == "x-forwarded-for" => XFF_BIT,
+                16 if name == "x-forwarded-host" => XFH_BIT,
+                16 if name == "proxy-connection" => 1 << 8,
+                17 if name == "transfer-encoding" => 1 << 3,
+                17 if name == "x-forwarded-proto" => XFP_BIT,
+                18 if name == "proxy-authenticate" => 1 << 6,
+                19 if name == "proxy-authorization" => 1 << 5,
+                _ => 0,
+            };
+            bits |= bit;
+        }
+        Present(bits)
+    }
+
+    fn has(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
+}
+
 /// Removes hop-by-hop headers: Connection and every header it names, Keep-Alive,
 /// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization and
 /// Proxy-Authenticate. One pass over the names; most messages carry none of them.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Bit i set: HOP_BY_HOP[i] is present.
-    let mut present = 0u16;
-    for k in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == k) {
-            present |= 1 << i;
-        }
-    }
-    if present == 0 {
+    strip_present(headers, Present::scan(headers));
+}
+
+fn strip_present(headers: &mut HeaderMap, present: Present) {
+    if present.0 & HOP_MASK == 0 {
         return;
     }
-    if present & 1 != 0 {
+    if present.has(1) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -83,7 +130,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
     for (i, h) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) != 0 {
+        if present.has(1 << i) {
             headers.remove(*h);
         }
     }
@@ -93,46 +140,62 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// `received_host` is the client's Host (or HTTP/2 authority) as received. From an untrusted
 /// peer, X-Forwarded-* and X-Real-IP are replaced and Forwarded is removed; a trusted peer's
 /// are kept (For appended to). The Host each attempt sends is the forwarder's decision, made
-/// per upstream; the client's stays here until then.
+/// per upstream; the client's stays here until then. Names the message does not carry are
+/// added without looking for them again.
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     peer: &Peer,
     trusted: bool,
     received_host: Option<&HeaderValue>,
 ) {
-    strip_hop_by_hop(headers);
-
-    // From an untrusted peer every incoming X-Forwarded-* value is replaced (insert replaces
-    // every value of a name); a trusted one's are kept, For appended to.
+    let present = Present::scan(headers);
+    strip_present(headers, present);
+    // `set`: replaces the name's fields if it had any, else just adds one.
+    let set = |headers: &mut HeaderMap, name: &HeaderName, bit: u32, v: HeaderValue| {
+        if present.has(bit) {
+            headers.insert(name.clone(), v);
+        } else {
+            headers.append(name.clone(), v);
+        }
+    };
     let ip = &peer.ip_header;
-    let xff = if trusted {
+    // From an untrusted peer every incoming X-Forwarded-* value is replaced; a trusted one's
+    // are kept, For appended to.
+    let xff = if trusted && present.has(XFF_BIT) {
         append(headers.get_all(&X_FORWARDED_FOR), ip)
     } else {
         ip.clone()
     };
-    headers.insert(X_FORWARDED_FOR.clone(), xff);
-    if !trusted {
+    set(headers, &X_FORWARDED_FOR, XFF_BIT, xff);
+    if !trusted && present.has(FORWARDED_BIT) {
         // bascule does not write Forwarded itself; an untrusted peer's would be a spoof.
         headers.remove(header::FORWARDED);
     }
-    if !trusted || !headers.contains_key(&X_REAL_IP) {
-        headers.insert(X_REAL_IP.clone(), ip.clone());
+    if !trusted || !present.has(XRI_BIT) {
+        set(headers, &X_REAL_IP, XRI_BIT, ip.clone());
     }
-    if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+    if !trusted || !present.has(XFP_BIT) {
         let proto = if peer.https { "https" } else { "http" };
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+        set(
+            headers,
+            &X_FORWARDED_PROTO,
+            XFP_BIT,
+            HeaderValue::from_static(proto),
+        );
     }
     match received_host {
-        Some(host) if !trusted || !headers.contains_key(&X_FORWARDED_HOST) => {
-            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        Some(host) if !trusted || !present.has(XFH_BIT) => {
+            set(headers, &X_FORWARDED_HOST, XFH_BIT, host.clone());
         }
-        None if !trusted && headers.contains_key(&X_FORWARDED_HOST) => {
+        None if !trusted && present.has(XFH_BIT) => {
             headers.remove(&X_FORWARDED_HOST);
         }
         _ => {}
     }
-    add_via(headers);
-    join_cookies(headers);
+    add_via(headers, present);
+    if present.has(COOKIE_BIT) {
+        join_cookies(headers);
+    }
 }
 
 /// RFC 9113 §8.2.3: an HTTP/2 client may split Cookie into several fields; they are joined
@@ -173,16 +236,20 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
 
 /// Rewrites a response's headers for the client.
 pub fn rewrite_response(headers: &mut HeaderMap) {
-    strip_hop_by_hop(headers);
-    add_via(headers);
+    let present = Present::scan(headers);
+    strip_present(headers, present);
+    add_via(headers, present);
 }
 
-fn add_via(headers: &mut HeaderMap) {
-    let via = append(
-        headers.get_all(header::VIA),
-        &HeaderValue::from_static(VIA_VALUE),
-    );
-    headers.insert(header::VIA, via);
+/// Adds `Via: 1.1 bascule`, after the message's own Via fields if it has any.
+fn add_via(headers: &mut HeaderMap, present: Present) {
+    let own = HeaderValue::from_static(VIA_VALUE);
+    if present.has(VIA_BIT) {
+        let via = append(headers.get_all(header::VIA), &own);
+        headers.insert(header::VIA, via);
+    } else {
+        headers.append(header::VIA, own);
+    }
 }
 
 /// Every field of a name, in order, then `next`, as one value: the fields of one name are one
@@ -218,6 +285,46 @@ mod tests {
 
     fn peer() -> Peer {
         Peer::new("192.0.2.7:50000".parse().unwrap(), false)
+    }
+
+    #[test]
+    fn one_scan_finds_each_name_a_rewrite_cares_about_and_no_other() {
+        let table: [(&str, u32); 17] = [
+            ("connection", 1),
+            ("te", 1 << 1),
+            ("trailer", 1 << 2),
+            ("transfer-encoding", 1 << 3),
+            ("upgrade", 1 << 4),
+            ("proxy-authorization", 1 << 5),
+            ("proxy-authenticate", 1 << 6),
+            ("keep-alive", 1 << 7),
+            ("proxy-connection", 1 << 8),
+            ("forwarded", FORWARDED_BIT),
+            ("via", VIA_BIT),
+            ("cookie", COOKIE_BIT),
+            ("x-forwarded-for", XFF_BIT),
+            ("x-forwarded-proto", XFP_BIT),
+            ("x-forwarded-host", XFH_BIT),
+            ("x-real-ip", XRI_BIT),
+            ("user-agent", 0),
+        ];
+        for (name, bit) in table {
+            assert_eq!(Present::scan(&map(&[(name, "v")])), Present(bit), "{name}");
+        }
+        for (k, i) in HOP_BY_HOP.iter().zip(0..) {
+            assert_eq!(
+                Present::scan(&map(&[(k.as_str(), "v")])),
+                Present(1 << i),
+                "{k}"
+            );
+        }
+        let common = map(&[
+            ("host", "a"),
+            ("accept", "*/*"),
+            ("content-length", "3"),
+            ("x-forwarded-server", "n"),
+        ]);
+        assert_eq!(Present::scan(&common), Present(0));
     }
 
     #[test]
