@@ -17,9 +17,12 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use crate::client::body::UpstreamBody;
-use crate::config::HealthSpec;
+use arc_swap::ArcSwap;
+
+use crate::config::{HealthSpec, Role};
 use crate::health::counter::{Counter, Transition};
 use crate::health::{Flag, ProbeResult};
+use crate::metrics::Fault;
 use crate::routing::{LiveUpstream, RoutingTable};
 
 /// Most bytes of a probe's response body read (so the connection can be reused); the rest is
@@ -58,6 +61,7 @@ pub async fn probe(upstream: &LiveUpstream, spec: &HealthSpec) -> (ProbeResult, 
         status,
         latency_ms,
         error,
+        fault: None,
     };
     (result, local)
 }
@@ -112,20 +116,36 @@ async fn exchange(upstream: &LiveUpstream, spec: &HealthSpec) -> Result<u16, Pro
     Ok(status)
 }
 
-/// Probes `upstream` until the task is aborted: at once, then every jittered interval.
-async fn check_forever(upstream: Arc<LiveUpstream>) {
+/// The origin-role upstreams that share a route with a CDN (what its probes reach through it).
+type Origins = Arc<ArcSwap<Vec<Arc<LiveUpstream>>>>;
+
+/// Probes `upstream` until the task is aborted: at once, then every jittered interval (or at
+/// once when another checker asks, through `probe_now`).
+async fn check_forever(upstream: Arc<LiveUpstream>, origins: Origins) {
     let first = upstream.probe.load_full();
     let mut counter = Counter::new(first.rise, first.fall);
     loop {
         let spec = upstream.probe.load_full();
         counter.retune(spec.rise, spec.fall);
-        let (result, local) = probe(&upstream, &spec).await;
-        debug!(upstream = upstream.name(), ok = result.ok, status = ?result.status, error = ?result.error, local, "probe");
+        let (mut result, local) = probe(&upstream, &spec).await;
+        // bascule's own exhaustion says nothing about the upstream: not counted.
+        let mut counts = !local;
+        if !result.ok && !local {
+            let fault = match upstream.identity.role {
+                Role::Cdn if origins_failing(&origins.load(), result.at).await => Fault::Origin,
+                Role::Cdn => Fault::Cdn,
+                Role::Origin => Fault::Origin,
+            };
+            // A CDN's probe that failed because the origins behind it fail is the origin's:
+            // it does not count toward the CDN's `fall` (DESIGN §7.1).
+            counts = !(upstream.identity.role == Role::Cdn && fault == Fault::Origin);
+            result.fault = Some(fault.as_str());
+        }
+        debug!(upstream = upstream.name(), ok = result.ok, status = ?result.status, error = ?result.error, local, fault = ?result.fault, "probe");
         let passed = result.ok;
         let why = result.error.clone().unwrap_or_default();
         upstream.health.set_last_check(result);
-        // bascule's own exhaustion says nothing about the upstream: not counted.
-        let transition = if local { None } else { counter.record(passed) };
+        let transition = if counts { counter.record(passed) } else { None };
         match transition {
             Some(Transition::Down) => {
                 let reason = format!("{} failed probes in a row (last: {why})", spec.fall);
@@ -137,13 +157,76 @@ async fn check_forever(upstream: Arc<LiveUpstream>) {
             }
             None => {}
         }
-        tokio::time::sleep(jittered(spec.interval)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(jittered(spec.interval)) => {}
+            _ = upstream.probe_now.notified() => {}
+        }
     }
+}
+
+/// Whether every one of `origins` is failing by its own checks, as of the CDN probe that began
+/// at `since`: an origin whose last probe is older than one of its intervals is probed at once
+/// (and waited for, within its probe timeout). False when there are none: a CDN with no origin
+/// behind it has no one else to blame.
+async fn origins_failing(origins: &[Arc<LiveUpstream>], since: SystemTime) -> bool {
+    if origins.is_empty() {
+        return false;
+    }
+    let fresh = |o: &LiveUpstream| {
+        let interval = o.probe.load().interval;
+        o.health
+            .last_check()
+            .is_some_and(|c| c.at + interval >= since)
+    };
+    let stale: Vec<&Arc<LiveUpstream>> = origins.iter().filter(|o| !fresh(o)).collect();
+    if !stale.is_empty() {
+        let limit = stale
+            .iter()
+            .map(|o| o.probe.load().timeout)
+            .max()
+            .unwrap_or_default()
+            + Duration::from_millis(200);
+        for o in &stale {
+            o.probe_now.notify_one();
+        }
+        let start = Instant::now();
+        while start.elapsed() < limit
+            && stale
+                .iter()
+                .any(|o| o.health.last_check().is_none_or(|c| c.at < since))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    origins
+        .iter()
+        .all(|o| o.health.has(Flag::ActiveFailed) || o.health.last_check().is_some_and(|c| !c.ok))
 }
 
 /// `interval` ± 10 %.
 fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+/// Per CDN (by live object), the origin-role upstreams that share a route with it.
+fn origins_behind(table: &RoutingTable) -> HashMap<usize, Vec<Arc<LiveUpstream>>> {
+    let mut behind: HashMap<usize, Vec<Arc<LiveUpstream>>> = HashMap::new();
+    for route in &table.routes {
+        let all = || route.tiers.iter().flatten();
+        let origins: Vec<&Arc<LiveUpstream>> = all()
+            .filter(|u| u.spec.role == Role::Origin)
+            .map(|u| &u.live)
+            .collect();
+        for cdn in all().filter(|u| u.spec.role == Role::Cdn) {
+            let list = behind.entry(Arc::as_ptr(&cdn.live) as usize).or_default();
+            for o in &origins {
+                if !list.iter().any(|l| Arc::ptr_eq(l, o)) {
+                    list.push(Arc::clone(o));
+                }
+            }
+        }
+    }
+    behind
 }
 
 /// The checker tasks, one per live upstream object (by pointer: a changed upstream is a new
@@ -153,9 +236,10 @@ pub struct Checkers {
     running: Mutex<HashMap<usize, Running>>,
 }
 
-/// A checker task and the upstream it probes.
+/// A checker task, the upstream it probes, and the origins behind it.
 struct Running {
     upstream: Arc<LiveUpstream>,
+    origins: Origins,
     task: JoinHandle<()>,
 }
 
@@ -163,14 +247,26 @@ impl Checkers {
     /// Starts checkers for the table's upstreams that have none and stops those of upstreams
     /// the table no longer has.
     pub fn sync(&self, table: &RoutingTable) {
+        let behind = origins_behind(table);
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = HashMap::with_capacity(table.upstreams.len());
         for u in &table.upstreams {
             let key = Arc::as_ptr(&u.live) as usize;
-            let entry = running.remove(&key).unwrap_or_else(|| Running {
-                upstream: Arc::clone(&u.live),
-                task: tokio::spawn(check_forever(Arc::clone(&u.live))),
-            });
+            let origins = behind.get(&key).cloned().unwrap_or_default();
+            let entry = match running.remove(&key) {
+                Some(r) => {
+                    r.origins.store(Arc::new(origins));
+                    r
+                }
+                None => {
+                    let origins: Origins = Arc::new(ArcSwap::from_pointee(origins));
+                    Running {
+                        upstream: Arc::clone(&u.live),
+                        task: tokio::spawn(check_forever(Arc::clone(&u.live), origins.clone())),
+                        origins,
+                    }
+                }
+            };
             next.insert(key, entry);
         }
         for (_, r) in running.drain() {

@@ -26,6 +26,8 @@ pub enum EventKind {
     Reload,
     /// An operator drained, undrained, pinned or unpinned something.
     Operator,
+    /// A route's origins started or stopped failing; `from`/`to` are "ok" or "failing".
+    Origin,
 }
 
 impl EventKind {
@@ -36,6 +38,7 @@ impl EventKind {
             EventKind::ActiveTier => "active_tier",
             EventKind::Reload => "reload",
             EventKind::Operator => "operator",
+            EventKind::Origin => "origin",
         }
     }
 }
@@ -87,6 +90,11 @@ pub enum Change {
     },
     /// An operator's action.
     Operator(Action),
+    /// A route's origin-role upstreams started (`failing`) or stopped failing.
+    Origin {
+        /// Whether they are failing now.
+        failing: bool,
+    },
 }
 
 /// A tier index as events show it: "0", "1", … or "none".
@@ -106,6 +114,7 @@ impl Change {
             Change::ActiveTier { .. } => EventKind::ActiveTier,
             Change::Reload { .. } => EventKind::Reload,
             Change::Operator(_) => EventKind::Operator,
+            Change::Origin { .. } => EventKind::Origin,
         }
     }
 
@@ -119,6 +128,8 @@ impl Change {
             Change::Operator(Action::Undrain) => ("drained".into(), "undrained".into()),
             Change::Operator(Action::Pin { from, to }) => (pin_name(from), pin_name(Some(to))),
             Change::Operator(Action::Unpin { from }) => (pin_name(Some(from)), pin_name(None)),
+            Change::Origin { failing: true } => ("ok".into(), "failing".into()),
+            Change::Origin { failing: false } => ("failing".into(), "ok".into()),
         }
     }
 
@@ -129,6 +140,7 @@ impl Change {
             Change::ActiveTier { to, .. } => to.is_none(),
             Change::Reload { from, to } => from == to,
             Change::Operator(_) => false,
+            Change::Origin { failing } => *failing,
         }
     }
 }

@@ -51,6 +51,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cdn;
 pub mod checker;
 pub mod client;
 pub mod config;

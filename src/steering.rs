@@ -16,7 +16,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::config::Role;
 use crate::events::{Action, Change, Event, EventLog, Signal};
+use crate::health::Flag;
 use crate::metrics::Metrics;
 use crate::routing::{Route, RouteState, RoutingTable};
 use crate::select::{self, Steer};
@@ -122,6 +124,7 @@ impl Steering {
             .iter()
             .map(|t| t.iter().any(|u| self.undrained.contains(u.name())))
             .collect();
+        self.watch_origins(route);
         let pin = route.state.pin().map(|p| p.tier);
         let delay = route.spec.failback_delay;
         let (_, memory) = self
@@ -142,6 +145,34 @@ impl Steering {
             self.publish(Event::now(&route.spec.name, change, reason));
         }
         wake
+    }
+}
+
+impl Steering {
+    /// Publishes whether the route's origins are failing (every origin-role upstream fails its
+    /// active checks; a route with none has no origin to blame), with an `origin` event when
+    /// that changes.
+    fn watch_origins(&self, route: &Route) {
+        let mut origins = route
+            .tiers
+            .iter()
+            .flatten()
+            .filter(|u| u.spec.role == Role::Origin)
+            .peekable();
+        let failing =
+            origins.peek().is_some() && origins.all(|u| u.live.health.has(Flag::ActiveFailed));
+        if route.state.set_origin_failing(failing) {
+            let reason = if failing {
+                "every origin-role upstream fails its active checks: CDN failures are the origin's"
+            } else {
+                "an origin-role upstream passes its active checks again"
+            };
+            self.publish(Event::now(
+                &route.spec.name,
+                Change::Origin { failing },
+                reason,
+            ));
+        }
     }
 }
 

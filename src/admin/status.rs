@@ -40,6 +40,8 @@ pub struct UpstreamStatus {
     pub name: String,
     /// `scheme://host:port`.
     pub address: String,
+    /// "cdn" or "origin".
+    pub role: &'static str,
     /// drained, ejected, unhealthy or healthy.
     pub state: State,
     /// Requests being sent to or answered by it.
@@ -63,6 +65,9 @@ pub struct RouteStatus {
     pub active_tier: Option<usize>,
     /// The operator's pin (tier, reason, at), or null.
     pub pinned: Option<Pin>,
+    /// Every origin-role upstream of the route fails its active checks: CDN failures are
+    /// the origin's, and answers pass from the first tier (DESIGN §7.1).
+    pub origin_failing: bool,
 }
 
 impl Status {
@@ -80,6 +85,7 @@ impl Status {
             .map(|u| UpstreamStatus {
                 name: u.name().to_owned(),
                 address: u.spec.address.to_string(),
+                role: u.spec.role.as_str(),
                 state: u.live.health.state(),
                 in_flight: u.live.health.in_flight(),
                 last_check: u.live.health.last_check(),
@@ -95,6 +101,7 @@ impl Status {
                 tiers: r.spec.tiers.clone(),
                 active_tier: r.state.active(),
                 pinned: r.state.pin(),
+                origin_failing: r.state.origin_failing(),
             })
             .collect();
         Status {

@@ -143,6 +143,9 @@ pub struct Defaults {
     pub connect_timeout: Option<Text>,
     /// Until response headers. Default: [`RESPONSE_TIMEOUT`](super::defaults::RESPONSE_TIMEOUT).
     pub response_timeout: Option<Text>,
+    /// A response header the origin always sets; a CDN's 5xx without it is the CDN's own.
+    /// Default: none.
+    pub origin_marker: Option<Text>,
     /// `[defaults.health]`.
     #[serde(default)]
     pub health: Health,
@@ -193,6 +196,10 @@ pub struct Upstream {
     pub sni: Option<Text>,
     /// Extra trust roots (PEM). Default: public roots only.
     pub ca_file: Option<Text>,
+    /// "cdn" (a CDN in front of the origin) or "origin". Default: "origin".
+    pub role: Option<Text>,
+    /// Overrides `defaults.origin_marker`.
+    pub origin_marker: Option<Text>,
     /// Overrides `defaults.connect_timeout`.
     pub connect_timeout: Option<Text>,
     /// Overrides `defaults.response_timeout`.

@@ -143,6 +143,26 @@ pub struct PassiveSpec {
     pub ejection: Duration,
 }
 
+/// What an upstream is to the site: a CDN in front of the origin, or (part of) the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// A CDN: its failures may be its own or the origin's (DESIGN §7.1).
+    Cdn,
+    /// The origin (the default).
+    #[default]
+    Origin,
+}
+
+impl Role {
+    /// "cdn" or "origin".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Cdn => "cdn",
+            Role::Origin => "origin",
+        }
+    }
+}
+
 /// One upstream, as configured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSpec {
@@ -156,6 +176,11 @@ pub struct UpstreamSpec {
     pub sni: Option<String>,
     /// Extra trust roots (`ca_file`), read and checked.
     pub ca: Option<CaFile>,
+    /// A CDN or the origin.
+    pub role: Role,
+    /// The header the origin always sets (lower-case), if configured: a CDN's 5xx without it
+    /// is the CDN's own.
+    pub origin_marker: Option<http::HeaderName>,
     /// TCP (and TLS) connect deadline.
     pub connect_timeout: Duration,
     /// Deadline for response headers.
@@ -181,6 +206,8 @@ pub struct Identity {
     pub sni: Option<String>,
     /// The contents of its `ca_file` (not its path).
     pub ca: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+    /// A CDN or the origin.
+    pub role: Role,
 }
 
 impl UpstreamSpec {
@@ -192,6 +219,7 @@ impl UpstreamSpec {
             host: self.host.clone(),
             sni: self.sni.clone(),
             ca: self.ca.as_ref().map(|c| c.certs.clone()),
+            role: self.role,
         }
     }
 }

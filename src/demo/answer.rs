@@ -28,6 +28,8 @@ pub(super) async fn handle(
 ) -> Result<Answer, BoxError> {
     let probe = req.uri().path() == shared.probe_path;
     let mut probe_fails = false;
+    // The request's number among its kind (traffic or probes), for `Mode::EveryNth`.
+    let nth;
     let seen = if probe {
         let n = shared.probes.fetch_add(1, Ordering::SeqCst);
         let (parts, _) = req.into_parts();
@@ -43,9 +45,10 @@ pub(super) async fn handle(
             return Ok(text(&shared, StatusCode::OK, "healthy".into()));
         }
         probe_fails = n % 2 == 1;
+        nth = n;
         seen
     } else {
-        shared.hits.fetch_add(1, Ordering::SeqCst);
+        nth = shared.hits.fetch_add(1, Ordering::SeqCst);
         let now = Instant::now();
         *lock(&shared.last_hit_at) = Some(now);
         if shared.timed {
@@ -72,8 +75,22 @@ pub(super) async fn handle(
         tokio::time::sleep(slow_query(&seen)).await;
     }
     let mode = shared.mode.borrow().clone();
-    Ok(match mode.for_path(seen.uri.path()) {
-        Mode::Ok | Mode::OnPath(..) => worded(&shared, &seen, StatusCode::OK),
+    let mode = match mode.for_path(seen.uri.path()) {
+        Mode::EveryNth(n, inner) if nth % (*n).max(1) as usize == 0 => inner.as_ref().clone(),
+        Mode::EveryNth(..) => Mode::Ok,
+        other => other.clone(),
+    };
+    Ok(match &mode {
+        Mode::Ok | Mode::OnPath(..) | Mode::EveryNth(..) => worded(&shared, &seen, StatusCode::OK),
+        Mode::Page(p) => {
+            let status =
+                StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut r = answer(&shared, status, Full::new(p.body.clone()).boxed());
+            for (k, v) in &p.headers {
+                r.headers_mut().append(k.clone(), v.clone());
+            }
+            r
+        }
         Mode::FlapProbes if probe_fails => worded(&shared, &seen, StatusCode::SERVICE_UNAVAILABLE),
         Mode::FlapProbes => worded(&shared, &seen, StatusCode::OK),
         // A request on a connection about to be cut (refuse, blackhole) waits for the cut.

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use mode::Mode;
+pub use mode::{Mode, Page};
 pub use upstream::{Builder, Seen, SimUpstream, Wording, PROBE_PATH};
 
 /// The simulated upstreams of `bascule demo`, switchable through the admin API's `/demo`.

@@ -37,6 +37,44 @@ pub enum Mode {
     FlapProbes,
     /// The inner mode for requests to this path; 200 "ok from NAME" for every other path.
     OnPath(String, Box<Mode>),
+    /// Answers with exactly this response (a CDN's branded error page, say).
+    Page(Page),
+    /// Every `period`-th request (counted from 0) gets `fail`; the others, 200.
+    EveryNth(u32, Box<Mode>),
+}
+
+/// A canned response: status, headers, body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The status code.
+    pub status: u16,
+    /// Header fields, in order.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Page {
+    /// A page from raw HTTP/1.1 response text (status line, header lines, a blank line, the
+    /// body), as the CDN error-page fixtures are written; None if it does not parse.
+    pub fn parse(text: &str) -> Option<Page> {
+        let (head, body) = text.split_once("\n\n")?;
+        let mut lines = head.lines();
+        let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+        let mut headers = Vec::new();
+        for line in lines {
+            let (k, v) = line.split_once(':')?;
+            headers.push((
+                http::HeaderName::from_bytes(k.trim().as_bytes()).ok()?,
+                http::HeaderValue::from_str(v.trim()).ok()?,
+            ));
+        }
+        Some(Page {
+            status,
+            headers,
+            body: Bytes::copy_from_slice(body.as_bytes()),
+        })
+    }
 }
 
 impl Mode {
@@ -90,6 +128,8 @@ impl fmt::Display for Mode {
             Mode::Drip(n, d) => write!(f, "drip {n} chunks every {d:?}"),
             Mode::FlapProbes => f.write_str("flap probes"),
             Mode::OnPath(p, inner) => write!(f, "{inner} on {p}"),
+            Mode::Page(p) => write!(f, "page {}", p.status),
+            Mode::EveryNth(n, inner) => write!(f, "{inner} every {n}th request"),
         }
     }
 }

@@ -35,6 +35,10 @@ pub struct ProbeResult {
     pub latency_ms: f64,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// Whose fault a failed probe was: "cdn" (counted toward `fall`) or "origin" (a CDN's
+    /// probe failed because the origins behind it are failing: not counted); null when it
+    /// passed or said nothing (bascule's own exhaustion).
+    pub fault: Option<&'static str>,
 }
 
 /// Milliseconds on the process's monotonic clock (never 0).

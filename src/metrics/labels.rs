@@ -29,6 +29,13 @@ pub struct AttemptLabels {
     pub(crate) outcome: &'static str,
 }
 
+/// `{upstream, fault}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabels {
+    pub(crate) upstream: String,
+    pub(crate) fault: &'static str,
+}
+
 /// `{route, from, to}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailoverLabels {

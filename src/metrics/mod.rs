@@ -31,7 +31,7 @@ pub use histogram::AtomicHistogram;
 pub use labels::*;
 pub use latency::{LatencyCounts, LatencyHistogram, LATENCY_BUCKETS};
 pub use route::{RouteMetrics, RouteTotals};
-pub use upstream::{AttemptTotals, UpstreamMetrics};
+pub use upstream::{AttemptTotals, Fault, UpstreamMetrics};
 
 /// How one attempt at an upstream ended: the `outcome` label of
 /// `bascule_upstream_attempts_total`.
@@ -51,11 +51,13 @@ pub enum Outcome {
     ClientError,
     /// bascule ran out of descriptors or memory (bascule's own).
     LocalError,
+    /// A CDN answered with its own error page (DESIGN §7.1).
+    CdnError,
 }
 
 impl Outcome {
     /// Every outcome, in label-index order.
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Ok,
         Outcome::ConnectError,
         Outcome::Timeout,
@@ -63,6 +65,7 @@ impl Outcome {
         Outcome::Error,
         Outcome::ClientError,
         Outcome::LocalError,
+        Outcome::CdnError,
     ];
 
     /// The label value.
@@ -75,6 +78,7 @@ impl Outcome {
             Outcome::Error => "error",
             Outcome::ClientError => "client_error",
             Outcome::LocalError => "local_error",
+            Outcome::CdnError => "cdn_error",
         }
     }
 }
@@ -92,6 +96,7 @@ pub struct Metrics {
     pub(crate) requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabel, AtomicHistogram>,
     attempts: Family<AttemptLabels, Counter>,
+    failures: Family<FaultLabels, Counter>,
     upstream_up: Family<UpstreamLabel, Gauge>,
     active_tier: Family<RouteLabel, Gauge>,
     failovers: Family<FailoverLabels, Counter>,
@@ -136,7 +141,12 @@ impl Metrics {
         let attempts = register(
             reg,
             "bascule_upstream_attempts",
-            "Attempts sent to an upstream, by outcome (ok, connect_error, timeout, retry_status, error, client_error, local_error)",
+            "Attempts sent to an upstream, by outcome (ok, connect_error, timeout, retry_status, error, client_error, local_error, cdn_error)",
+        );
+        let failures = register(
+            reg,
+            "bascule_upstream_failures",
+            "Failed attempts at an upstream, by whose fault they were (cdn: the CDN's own; origin: the origin's, seen directly or through a CDN)",
         );
         let upstream_up = register(
             reg,
@@ -183,6 +193,7 @@ impl Metrics {
             requests,
             duration,
             attempts,
+            failures,
             upstream_up,
             active_tier,
             failovers,
@@ -210,7 +221,13 @@ impl Metrics {
             .entry(name.to_owned())
             .or_default()
             .clone();
-        UpstreamMetrics::new(attempts, latency)
+        let failures = [Fault::Cdn, Fault::Origin].map(|fault| {
+            self.failures.get_or_create_owned(&FaultLabels {
+                upstream: name.to_owned(),
+                fault: fault.as_str(),
+            })
+        });
+        UpstreamMetrics::new(attempts, failures, latency)
     }
 
     /// The cached handles of route `name`, whose upstreams are `upstreams` (by name). The
@@ -384,7 +401,7 @@ mod tests {
         assert!(!text.contains("# EOF"), "{text}");
         // The crate writes HELP unescaped: no text may need escaping in either format.
         let helps: Vec<&str> = om.lines().filter(|l| l.starts_with("# HELP")).collect();
-        assert_eq!(helps.len(), 9, "{om}");
+        assert_eq!(helps.len(), 10, "{om}");
         assert!(helps.iter().all(|l| !l.contains(['"', '\\'])), "{om}");
     }
 

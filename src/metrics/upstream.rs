@@ -9,7 +9,29 @@ use super::{LatencyCounts, LatencyHistogram, Outcome};
 #[derive(Debug, Clone)]
 pub struct UpstreamMetrics {
     attempts: [Counter; Outcome::ALL.len()],
+    /// `bascule_upstream_failures_total`, indexed by [`Fault`].
+    failures: [Counter; 2],
     latency: LatencyHistogram,
+}
+
+/// Whose fault a failed attempt was (DESIGN §7.1): the `fault` label of
+/// `bascule_upstream_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The CDN's own.
+    Cdn,
+    /// The origin's (seen directly, or through a CDN).
+    Origin,
+}
+
+impl Fault {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Cdn => "cdn",
+            Fault::Origin => "origin",
+        }
+    }
 }
 
 /// An upstream's attempts so far, by how they ended.
@@ -17,7 +39,8 @@ pub struct UpstreamMetrics {
 pub struct AttemptTotals {
     /// Answered (`outcome="ok"`).
     pub ok: u64,
-    /// Failed on the upstream's side: `connect_error`, `timeout`, `retry_status`, `error`
+    /// Failed on the upstream's side: `connect_error`, `timeout`, `retry_status`, `error`,
+    /// `cdn_error`
     /// (`client_error` and `local_error` are not the upstream's doing).
     pub failed: u64,
 }
@@ -26,9 +49,19 @@ impl UpstreamMetrics {
     /// The handles `Metrics::upstream` found for one name.
     pub(super) fn new(
         attempts: [Counter; Outcome::ALL.len()],
+        failures: [Counter; 2],
         latency: LatencyHistogram,
     ) -> UpstreamMetrics {
-        UpstreamMetrics { attempts, latency }
+        UpstreamMetrics {
+            attempts,
+            failures,
+            latency,
+        }
+    }
+
+    /// Counts one failed attempt, attributed to `fault`.
+    pub fn failure(&self, fault: Fault) {
+        self.failures[fault as usize].inc();
     }
 
     /// Counts one attempt that ended with `outcome`.
@@ -49,7 +82,8 @@ impl UpstreamMetrics {
             failed: n(Outcome::ConnectError)
                 + n(Outcome::Timeout)
                 + n(Outcome::RetryStatus)
-                + n(Outcome::Error),
+                + n(Outcome::Error)
+                + n(Outcome::CdnError),
         }
     }
 
@@ -76,7 +110,7 @@ mod tests {
         u.responded(Duration::from_millis(2));
         // A new table's handles for the same name count on the same series.
         let again = m.upstream("cdn");
-        assert_eq!(again.totals(), AttemptTotals { ok: 2, failed: 4 });
+        assert_eq!(again.totals(), AttemptTotals { ok: 2, failed: 5 });
         assert_eq!(again.latency().total(), 1);
         assert_eq!(m.upstream("origin").totals(), AttemptTotals::default());
     }

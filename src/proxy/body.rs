@@ -22,15 +22,31 @@ pub struct ProxyBody {
 
 #[derive(Debug)]
 enum Kind {
-    Upstream(crate::client::Body),
+    /// An upstream's body; `prefix` is what was read of it already (a CDN's 5xx, inspected).
+    Upstream {
+        prefix: Option<Bytes>,
+        body: crate::client::Body,
+    },
     Full(Option<Bytes>),
 }
 
 impl ProxyBody {
     /// An upstream's body, streamed; `in_flight` is released when it ends.
     pub fn upstream(body: crate::client::Body, in_flight: InFlight) -> ProxyBody {
+        Self::upstream_after(None, body, in_flight)
+    }
+
+    /// An upstream's body of which `prefix` was read already: `prefix` first, then the rest.
+    pub fn upstream_after(
+        prefix: Option<Bytes>,
+        body: crate::client::Body,
+        in_flight: InFlight,
+    ) -> ProxyBody {
         ProxyBody {
-            kind: Kind::Upstream(body),
+            kind: Kind::Upstream {
+                prefix: prefix.filter(|p| !p.is_empty()),
+                body,
+            },
             _in_flight: Some(in_flight),
             _slot: None,
         }
@@ -57,7 +73,7 @@ impl ProxyBody {
 
     /// Holds `slot` (the client connection's permit to use an upstream) until the body ends.
     pub fn hold(&mut self, slot: OwnedSemaphorePermit) {
-        if matches!(self.kind, Kind::Upstream(_)) {
+        if matches!(self.kind, Kind::Upstream { .. }) {
             self._slot = Some(slot);
         }
     }
@@ -73,8 +89,11 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         match &mut this.kind {
-            Kind::Upstream(b) => {
-                let r = Pin::new(b).poll_frame(cx);
+            Kind::Upstream { prefix, body } => {
+                if let Some(p) = prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(p))));
+                }
+                let r = Pin::new(body).poll_frame(cx);
                 if let Poll::Ready(None) = r {
                     this._in_flight = None;
                     this._slot = None;
@@ -87,14 +106,23 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Upstream { prefix, body } => prefix.is_none() && body.is_end_stream(),
             Kind::Full(b) => b.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Upstream(b) => b.size_hint(),
+            Kind::Upstream { prefix, body } => {
+                let before = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let rest = body.size_hint();
+                let mut h = SizeHint::new();
+                h.set_lower(rest.lower() + before);
+                if let Some(u) = rest.upper() {
+                    h.set_upper(u + before);
+                }
+                h
+            }
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }

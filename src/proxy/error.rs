@@ -19,6 +19,8 @@ pub enum Failure {
     ResponseTimeout,
     /// The upstream answered with a status in `retry.on_status`.
     Status,
+    /// A CDN answered with its own error page (DESIGN §7.1), whatever `on_status` says.
+    CdnError,
     /// The exchange broke after the request was (perhaps partly) sent.
     Other,
     /// The client's request body stalled for `body_timeout` or broke: the client's doing.
@@ -53,10 +55,24 @@ impl Failure {
     pub fn nothing_sent(self) -> bool {
         match self {
             Failure::Connect | Failure::ConnectTimeout | Failure::Local => true,
-            Failure::ResponseTimeout | Failure::Status | Failure::Other | Failure::ClientBody => {
-                false
-            }
+            Failure::ResponseTimeout
+            | Failure::Status
+            | Failure::CdnError
+            | Failure::Other
+            | Failure::ClientBody => false,
         }
+    }
+
+    /// Whether the upstream answered with a response that may be passed to the client when
+    /// nothing better comes (a status in `on_status`, a CDN's error page).
+    pub fn answered(self) -> bool {
+        matches!(self, Failure::Status | Failure::CdnError)
+    }
+
+    /// Whether it says something about the upstream (the client's body and bascule's own
+    /// resources say nothing).
+    pub fn is_upstream_side(self) -> bool {
+        !matches!(self, Failure::ClientBody | Failure::Local)
     }
 
     /// Whether it was a timeout (the final answer is then 504 rather than 502).
@@ -65,6 +81,7 @@ impl Failure {
             Failure::ConnectTimeout | Failure::ResponseTimeout => true,
             Failure::Connect
             | Failure::Status
+            | Failure::CdnError
             | Failure::Other
             | Failure::ClientBody
             | Failure::Local => false,
@@ -83,7 +100,9 @@ impl Failure {
     pub fn blames_upstream(self, answered_elsewhere: bool) -> bool {
         match self {
             Failure::Connect | Failure::ConnectTimeout => true,
-            Failure::ResponseTimeout | Failure::Status | Failure::Other => answered_elsewhere,
+            Failure::ResponseTimeout | Failure::Status | Failure::CdnError | Failure::Other => {
+                answered_elsewhere
+            }
             Failure::ClientBody | Failure::Local => false,
         }
     }
@@ -94,6 +113,7 @@ impl Failure {
             Failure::Connect => Outcome::ConnectError,
             Failure::ConnectTimeout | Failure::ResponseTimeout => Outcome::Timeout,
             Failure::Status => Outcome::RetryStatus,
+            Failure::CdnError => Outcome::CdnError,
             Failure::Other => Outcome::Error,
             Failure::ClientBody => Outcome::ClientError,
             Failure::Local => Outcome::LocalError,

@@ -6,6 +6,10 @@
 //! retried.
 
 use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use std::time::Instant;
 
 use http::request::Parts;
@@ -15,11 +19,14 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tracing::debug;
 
+use super::blame;
 use super::body::ProxyBody;
 use super::client_body::{prepare, BodyLimits, ClientBody};
 use super::error::{self, Failure};
 use super::headers;
+use crate::cdn;
 use crate::client::body::{BodyError, Returned, UpstreamBody};
+use crate::config::Role;
 use crate::metrics::Outcome;
 use crate::routing::{HostName, Route, Upstream};
 use crate::select::{self, Pick};
@@ -146,10 +153,25 @@ async fn send(
         Ok(Ok(resp)) => {
             upstream.live.metrics.responded(started.elapsed());
             let status = resp.status().as_u16();
-            let (mut parts, body) = resp.into_parts();
+            let (mut parts, mut body) = resp.into_parts();
+            // A CDN's 5xx: its own error page, or the origin's answer passed through?
+            let (generated, prefix) = if status >= 500 && upstream.spec.role == Role::Cdn {
+                let marker = upstream.spec.origin_marker.as_ref();
+                judge_cdn_error(status, &parts.headers, &mut body, marker, deadline).await
+            } else {
+                (None, None)
+            };
             headers::rewrite_response(&mut parts.headers);
-            let resp = Response::from_parts(parts, ProxyBody::upstream(body, in_flight));
-            if on_status.contains(status) {
+            let resp =
+                Response::from_parts(parts, ProxyBody::upstream_after(prefix, body, in_flight));
+            if let Some(cdn) = generated {
+                debug!(
+                    upstream = upstream.name(),
+                    status, cdn, "the CDN's own error page"
+                );
+                let what = format!("{cdn} error page, status {status}");
+                Sent::Failed(Failure::CdnError, Some(resp), what)
+            } else if on_status.contains(status) {
                 debug!(upstream = upstream.name(), status, "retryable status");
                 Sent::Failed(Failure::Status, Some(resp), format!("status {status}"))
             } else {
@@ -168,6 +190,38 @@ async fn send(
             Sent::Failed(Failure::ResponseTimeout, None, what)
         }
     }
+}
+
+/// Whether a CDN's 5xx answer is its own error page (DESIGN §7.1): status and headers first,
+/// then — only if a signature needs it — at most `cdn::BODY_PREFIX` bytes of the body, read
+/// within `deadline`. Returns the CDN it names, if any, and what was read (it goes to the
+/// client first if the answer is passed on).
+async fn judge_cdn_error(
+    status: u16,
+    headers: &http::HeaderMap,
+    body: &mut crate::client::Body,
+    marker: Option<&http::HeaderName>,
+    deadline: std::time::Duration,
+) -> (Option<&'static str>, Option<Bytes>) {
+    let by_head = cdn::generated_by(status, headers, b"", marker);
+    if by_head.is_some() || marker.is_some() || !cdn::needs_body(status, headers) {
+        return (by_head, None);
+    }
+    let until = tokio::time::Instant::now() + deadline;
+    let mut read = BytesMut::new();
+    while read.len() < cdn::BODY_PREFIX && !body.is_end_stream() {
+        match tokio::time::timeout_at(until, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    read.extend_from_slice(&data);
+                }
+            }
+            // The end, a broken body, or no more bytes in time: judge what arrived.
+            Ok(Some(Err(_)) | None) | Err(_) => break,
+        }
+    }
+    let read = read.freeze();
+    (cdn::generated_by(status, headers, &read, None), Some(read))
 }
 
 /// Forwards one request over `route`'s plan. `parts.headers` are already rewritten except Host;
@@ -252,6 +306,11 @@ pub async fn forward(
         if last_try {
             break;
         }
+        // The route's origins are failing: every tier reaches the same failing origin, so an
+        // answer is passed on from the first tier that gave it (no amplification).
+        if failure.answered() && route.state.origin_failing() {
+            break;
+        }
         // Get an unread streamed body back for the next attempt.
         let state = match (&mut body, back) {
             (ClientBody::Stream(slot), Some(mut back)) => {
@@ -272,7 +331,7 @@ pub async fn forward(
     let last = failed.last().map(|(_, f, _)| *f);
     report.failure = last;
     match (held, last) {
-        (Some(r), Some(Failure::Status)) => (r, report),
+        (Some(r), Some(f)) if f.answered() => (r, report),
         (_, Some(Failure::ClientBody)) => (error::body_timeout(), report),
         _ => {
             report.upstream = None;
@@ -282,16 +341,25 @@ pub async fn forward(
     }
 }
 
-/// Charges each failed attempt to its upstream when the blame rule says so; `answered`: some
-/// upstream answered this request.
+/// Charges each failed attempt (`blame::charge`): counted by fault, and toward passive
+/// ejection when the rule says so; `answered`: some upstream answered this request.
 fn charge(route: &Route, failed: &[(Pick, Failure, String)], answered: bool) {
+    if failed.is_empty() {
+        return;
+    }
+    // The origins fail by their checks, or this request failed on one of them too.
+    let origins_failing = route.state.origin_failing()
+        || failed.iter().any(|(pick, f, _)| {
+            route.upstream(*pick).spec.role == Role::Origin && f.is_upstream_side()
+        });
     for (pick, failure, what) in failed {
-        if failure.blames_upstream(answered) {
-            route
-                .upstream(*pick)
-                .live
-                .health
-                .attempt_failed(|| what.clone());
+        let upstream = route.upstream(*pick);
+        let c = blame::charge(upstream.spec.role, *failure, answered, origins_failing);
+        if let Some(fault) = c.fault {
+            upstream.live.metrics.failure(fault);
+        }
+        if c.ejects {
+            upstream.live.health.attempt_failed(|| what.clone());
         }
     }
 }

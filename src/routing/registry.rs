@@ -6,7 +6,7 @@
 //! name exists), and the registry reports what changed so the reload can log a summary.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -38,6 +38,8 @@ pub struct Pin {
 pub struct RouteState {
     name: String,
     active: AtomicUsize,
+    /// Every origin-role upstream of the route fails its active checks (DESIGN §7.1).
+    origin_failing: AtomicBool,
     pin: Mutex<Option<Pin>>,
     signals: Signals,
 }
@@ -47,6 +49,7 @@ impl RouteState {
         RouteState {
             name: name.to_owned(),
             active: AtomicUsize::new(0),
+            origin_failing: AtomicBool::new(false),
             pin: Mutex::new(None),
             signals,
         }
@@ -58,6 +61,17 @@ impl RouteState {
             NO_TIER => None,
             t => Some(t),
         }
+    }
+
+    /// Whether the route's origins are failing by their own active checks (the steering
+    /// task's verdict; false for a route without origin-role upstreams).
+    pub fn origin_failing(&self) -> bool {
+        self.origin_failing.load(Ordering::Relaxed)
+    }
+
+    /// Publishes whether the route's origins are failing; returns whether that changed.
+    pub fn set_origin_failing(&self, failing: bool) -> bool {
+        self.origin_failing.swap(failing, Ordering::Relaxed) != failing
     }
 
     /// Publishes a new active tier (the steering task's decision).

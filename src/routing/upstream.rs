@@ -79,6 +79,9 @@ pub struct LiveUpstream {
     pub health: Arc<Health>,
     /// The active-check settings of the serving table; the checker reads them at each probe.
     pub probe: ArcSwap<HealthSpec>,
+    /// Asks its checker to probe now (a CDN's checker does, to tell a CDN fault from an
+    /// origin fault).
+    pub probe_now: tokio::sync::Notify,
     /// URI scheme for requests to it.
     pub scheme: UriScheme,
     /// The Host to send when `host` is configured.
@@ -156,6 +159,7 @@ impl LiveUpstream {
             connector,
             health: Arc::new(Health::new(name, &spec.passive, signals)),
             probe: ArcSwap::from_pointee(spec.health.clone()),
+            probe_now: tokio::sync::Notify::new(),
             scheme,
             host,
             address_host,

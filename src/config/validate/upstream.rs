@@ -39,6 +39,22 @@ impl Checker<'_> {
                 }
             }
         });
+        let role = match u.role.as_ref() {
+            None => Role::default(),
+            Some(t) => self
+                .value(t, &key("role"), |s| match s {
+                    "cdn" => Ok(Role::Cdn),
+                    "origin" => Ok(Role::Origin),
+                    other => Err(format!("{other:?} is not \"cdn\" or \"origin\"")),
+                })
+                .unwrap_or_default(),
+        };
+        let origin_marker = u
+            .origin_marker
+            .as_ref()
+            .or(d.origin_marker.as_ref())
+            .and_then(|t| self.value(t, &key("origin_marker"), parse_marker))
+            .flatten();
         let connect_timeout = self.duration(
             u.connect_timeout.as_ref().or(d.connect_timeout.as_ref()),
             &key("connect_timeout"),
@@ -130,6 +146,8 @@ impl Checker<'_> {
             host,
             sni,
             ca,
+            role,
+            origin_marker,
             connect_timeout,
             response_timeout,
             health: HealthSpec {
@@ -190,6 +208,16 @@ pub fn parse_address(s: &str) -> Result<Address, String> {
         Scheme::Https => 443,
     });
     Ok(Address { scheme, host, port })
+}
+
+/// An `origin_marker`: a header name ("" means none).
+fn parse_marker(s: &str) -> Result<Option<http::HeaderName>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    http::HeaderName::from_bytes(s.as_bytes())
+        .map(Some)
+        .map_err(|_| format!("{s:?} is not a valid header name"))
 }
 
 fn parse_host_header(s: &str) -> Result<String, String> {
