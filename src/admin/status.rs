@@ -42,6 +42,8 @@ pub struct UpstreamStatus {
     pub address: String,
     /// drained, ejected, unhealthy or healthy.
     pub state: State,
+    /// The operator's reason while drained, else null.
+    pub drain_reason: Option<String>,
     /// Requests being sent to or answered by it.
     pub in_flight: usize,
     /// The last probe; null until the first one finished.
@@ -81,6 +83,7 @@ impl Status {
                 name: u.name().to_owned(),
                 address: u.spec.address.to_string(),
                 state: u.live.health.state(),
+                drain_reason: u.live.health.drain_reason(),
                 in_flight: u.live.health.in_flight(),
                 last_check: u.live.health.last_check(),
             })
