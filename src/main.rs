@@ -117,6 +117,11 @@ enum Command {
     Pin(PinArgs),
     /// Let a pinned route choose its tier by health again, at once.
     Unpin(RouteArgs),
+    /// Re-read the config file now, as SIGHUP does; a bad file changes nothing (exit 1).
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Exit 0 if the bascule running on this host answers (its admin API; with the admin API
     /// off, its first listener accepts), else 1: the container health check.
     Health {
@@ -183,6 +188,7 @@ fn main() -> ExitCode {
             let (route, reason) = (a.route, a.reason);
             operate(&a.admin, Action::Unpin { route, reason })
         }
+        Command::Reload { admin } => operate(&admin, Action::Reload),
         Command::Health { config, ready } => one_shot("health", |rt| {
             rt.block_on(client::health(&config.config, ready))
                 .map(|()| String::new())

@@ -1,6 +1,7 @@
-//! The operator commands (`bascule drain`, `undrain`, `pin`, `unpin`, `status`) against a real
-//! bascule's admin API with a token: each override acts and its reason shows in `/status` and
-//! in `bascule status`; a pin's tier is named by index or by an upstream in it; a missing or
+//! The operator commands (`bascule drain`, `undrain`, `pin`, `unpin`, `reload`, `status`)
+//! against a real bascule's admin API with a token: each override acts and its reason shows in
+//! `/status` and in `bascule status`; `reload` prints the new generation, or a refused file's
+//! errors; a pin's tier is named by index or by an upstream in it; a missing or
 //! wrong token, an unknown name and a tier the route lacks each exit 1 with a message saying
 //! what to fix; a usage error exits 2.
 
@@ -219,6 +220,30 @@ async fn an_unreachable_admin_api_is_said_so() {
             err.starts_with("bascule undrain: ") && err.contains("is bascule running"),
             "{err}"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reload_applies_a_good_file_and_prints_a_bad_one_s_errors() {
+    bounded(LIMIT, async {
+        let (proxy, _ups) = proxy().await;
+        let (stdout, _) = exited(&cli(&proxy, &["reload"], Some(TOKEN)).await, 0);
+        assert_eq!(stdout, "reloaded: generation 2\n");
+        let good = std::fs::read_to_string(proxy.config_path()).expect("config");
+        let bad = good.replace("tiers = [\"cdn\"", "tiers = [\"akamai\"");
+        assert_ne!(good, bad);
+        std::fs::write(proxy.config_path(), &bad).expect("write the bad config");
+        let (_, err) = exited(&cli(&proxy, &["reload"], Some(TOKEN)).await, 1);
+        assert!(
+            err.starts_with(
+                "bascule reload: the config file was refused; the running config is kept:\n"
+            ) && err.contains("tier \"akamai\" is not a defined upstream"),
+            "{err}"
+        );
+        let s = proxy.status_with_token().await;
+        assert_eq!(s["config"]["generation"], 2);
+        assert_eq!(served_by(proxy.addr).await, (200, "cdn".into()));
     })
     .await;
 }

@@ -1,6 +1,6 @@
-//! `bascule status`, and `bascule drain`, `undrain`, `pin` and `unpin`: the operator's
-//! overrides, sent to a running bascule's admin API as the JSON POSTs it requires, so that
-//! nobody hand-writes curl with headers. Each returns the line to print, or what went wrong in words an operator can act on
+//! `bascule status`, `bascule reload`, and `bascule drain`, `undrain`, `pin` and `unpin`: the
+//! operator's overrides, sent to a running bascule's admin API as the JSON POSTs it requires,
+//! so that nobody hand-writes curl with headers. Each returns the line to print, or what went wrong in words an operator can act on
 //! (an unknown name lists the known ones; a refused token says which flag gives it).
 
 use http::{Method, StatusCode};
@@ -41,6 +41,8 @@ pub enum Action {
         /// Kept in the events.
         reason: Option<String>,
     },
+    /// Re-read the config file now (as SIGHUP does).
+    Reload,
 }
 
 impl Action {
@@ -51,6 +53,7 @@ impl Action {
             Action::Undrain { .. } => "undrain",
             Action::Pin { .. } => "pin",
             Action::Unpin { .. } => "unpin",
+            Action::Reload => "reload",
         }
     }
 }
@@ -126,6 +129,26 @@ pub async fn run(admin: &str, token: Option<&str>, action: &Action) -> Result<St
             } else {
                 format!("route {route}: unpinned")
             })
+        }
+        Action::Reload => {
+            let body = json!({});
+            let (code, answer) =
+                client::exchange(Method::POST, admin, "/reload", token, Some(&body)).await?;
+            let v: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+            match (code, v["error"].as_str()) {
+                (StatusCode::OK, _) => Ok(format!("reloaded: generation {}", v["generation"])),
+                // The file's errors, one FILE:LINE:COL line each, as `bascule check` prints them.
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(e)) => Err(format!(
+                    "the config file was refused; the running config is kept:\n{e}"
+                )),
+                _ => Err(client::refusal(
+                    admin,
+                    "/reload",
+                    code,
+                    &answer,
+                    token.is_some(),
+                )),
+            }
         }
     }
 }
