@@ -299,7 +299,9 @@ fn one_shot(
     match result {
         Ok(out) => {
             if !out.is_empty() {
-                println!("{}", out.trim_end());
+                use std::io::Write as _;
+                // A reader that stopped early (`| head`) is no failure of this command.
+                let _reader_gone = writeln!(std::io::stdout().lock(), "{}", out.trim_end());
             }
             ExitCode::SUCCESS
         }
