@@ -4,24 +4,31 @@
 # primary CDN's container, and checks that no GET failed and that the route's active tier moved
 # away and back; edits the mounted config from the host (rename-over) and checks the reload is
 # seen inside the container; stops bascule with `docker stop` while a request is in flight and
-# checks it finished and the container exited 0 within the grace period. Measures the image
-# size, the time from `docker run` to the first served request, and the idle RSS.
-# Cleans up every container, network and image it created; every wait is bounded.
+# checks it finished and the container exited 0 within the grace period. Runs the README's
+# `docker run` of docker/site-config (an origin container and bascule on a network of their
+# own) and reads and drives it with `docker exec NAME /bascule status|drain|undrain`. Measures
+# the image size, the time from `docker run` to the first served request, and the idle RSS.
+# Works with `docker-compose` (v1) or `docker compose` (v2): compose.yaml names the
+# containers and the network itself. Cleans up every container, network and image it created;
+# every wait is bounded.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 id="bci$$"
 image="bascule:$id"
 work="$(mktemp -d)"
-compose=(docker-compose -p "$id" -f docker/compose.yaml)
+if command -v docker-compose > /dev/null; then compose=(docker-compose); else compose=(docker compose); fi
+compose+=(-p "$id" -f docker/compose.yaml)
 token="ci-token-$$"
 extras=()   # containers started outside the compose project
+site_net="$id-site-net"
 log() { echo "[docker/test $(date +%T)] $*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
 cleanup() {
   set +e
   [ -n "${load_pid:-}" ] && kill "$load_pid" 2>/dev/null
   [ ${#extras[@]} -gt 0 ] && docker rm -f "${extras[@]}" >/dev/null 2>&1
+  docker network rm "$site_net" >/dev/null 2>&1
   BASCULE_IMAGE="$image" "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1
   docker rmi -f "$image" >/dev/null 2>&1
   [ -n "${KEEP:-}" ] && { docker logs "${bascule:-x}" > /tmp/bascule-container.log 2>&1; }
@@ -31,7 +38,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 http_port=$(free_port); admin_port=$(free_port); run_port=$(free_port)
-export BASCULE_IMAGE="$image" BASCULE_HTTP_PORT="$http_port" BASCULE_ADMIN_PORT="$admin_port"
+export BASCULE_DEMO="$id" BASCULE_IMAGE="$image" BASCULE_HTTP_PORT="$http_port" BASCULE_ADMIN_PORT="$admin_port"
 export BASCULE_ADMIN_TOKEN="$token" BASCULE_CONFIG_DIR="$work/config"
 
 status_field() { # jq-less: python reads /status and prints one expression
@@ -54,9 +61,10 @@ size=$(docker image inspect -f '{{.Size}}' "$image")
 mkdir -p "$work/config" && cp docker/demo-config/bascule.toml "$work/config/"
 chmod 0755 "$work/config" && chmod 0644 "$work/config/bascule.toml"
 "${compose[@]}" up -d >/dev/null 2>&1 || { "${compose[@]}" logs; fail "compose up"; }
-primary=$("${compose[@]}" ps -q primary-cdn)
-bascule=$("${compose[@]}" ps -q bascule)
-network="${id}_cdn"
+# The names compose.yaml gives (the same under docker-compose and docker compose).
+primary="$id-primary-cdn"
+bascule="$id"
+network="$id-cdn"
 start=$SECONDS
 until [ "$(curl -s -m 1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http_port/")" = 200 ]; do
   [ $((SECONDS - start)) -lt 30 ] || { "${compose[@]}" logs bascule; fail "bascule never answered"; }
@@ -123,6 +131,30 @@ code=$(docker inspect -f '{{.State.ExitCode}}' "$bascule")
 [ "$code" = 0 ] || fail "bascule exited $code"
 [ "$stop_ms" -lt 30000 ] || fail "docker stop took ${stop_ms} ms"
 log "in-flight request finished (200); exit code 0 after ${stop_ms} ms"
+
+# ---- the README's docker run: docker/site-config in front of an origin container ----
+log "README docker run: docker/site-config, read and driven with docker exec"
+site_port=$(free_port)
+docker network create "$site_net" > /dev/null
+extras+=("$id-site-origin") && docker run -d --name "$id-site-origin" --network "$site_net" \
+  --network-alias origin "$image" demo-upstream --name origin > /dev/null
+extras+=("$id-site-bascule") && docker run -d --name "$id-site-bascule" --network "$site_net" \
+  -p "127.0.0.1:$site_port:8080" --stop-timeout 40 \
+  -v "$PWD/docker/site-config:/etc/bascule:ro" "$image" > /dev/null
+start=$SECONDS
+until curl -s -m 1 -D - -o /dev/null "http://127.0.0.1:$site_port/" | grep -qi '^x-bascule-upstream: origin'; do
+  [ $((SECONDS - start)) -lt 20 ] || { docker logs "$id-site-bascule"; fail "the site-config container never served"; }
+  sleep 0.2
+done
+docker exec "$id-site-bascule" /bascule status | grep -Eq '^origin +healthy' \
+  || fail "docker exec NAME /bascule status: $(docker exec "$id-site-bascule" /bascule status 2>&1)"
+[ "$(docker exec "$id-site-bascule" /bascule drain origin --reason "docker test")" = "upstream origin: drained (docker test)" ] \
+  || fail "docker exec NAME /bascule drain"
+docker exec "$id-site-bascule" /bascule status | grep -q 'drained (docker test)' || fail "the drain reason is not shown"
+docker exec "$id-site-bascule" /bascule undrain origin > /dev/null || fail "docker exec NAME /bascule undrain"
+[ "$(docker inspect -f '{{.Config.StopTimeout}}' "$id-site-bascule")" = 40 ] || fail "--stop-timeout not kept"
+docker rm -f "$id-site-bascule" "$id-site-origin" > /dev/null
+log "site-config container served, status/drain/undrain through docker exec"
 
 # ---- start time and idle memory of a fresh container ----
 # run_ms PORT DOCKER-RUN-ARGS...: starts a container and sets $ms to the time from `docker run`

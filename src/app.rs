@@ -1,19 +1,25 @@
-//! Wiring and lifecycle: loads the config, compiles the first routing table, starts the
-//! health checkers, the steering task, the config watcher, the admin API (with its rate
-//! history's sampler) and the listeners, runs until SIGTERM/SIGINT, and owns shutdown. SIGHUP
-//! reloads the config file.
+//! Wiring and lifecycle: loads the config, compiles the first routing table, binds every
+//! socket (before anything is announced: a busy port fails first), starts the health
+//! checkers, the steering task, the config watcher, the admin API (with its rate history's
+//! sampler), the upstream pools' reaper and the listeners, runs until
+//! SIGTERM/SIGINT, and owns shutdown: readiness fails at once, the listeners close, in-flight
+//! requests get the grace period, and the admin API answers until the end. SIGHUP reloads the
+//! config file.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal as UnixSignal, SignalKind};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::admin::history::History;
-use crate::admin::AdminApi;
+use crate::admin::ready::Readiness;
+use crate::admin::{AdminApi, Scope};
 use crate::checker::Checkers;
 use crate::client::Dns;
 use crate::config::Limits;
@@ -39,9 +45,88 @@ pub enum RunError {
     /// The first table could not be built.
     #[error("{0}")]
     Compile(#[from] crate::routing::CompileError),
-    /// A listener could not be bound.
+    /// A listening socket could not be opened.
+    #[error("cannot listen on {addr}{}: {}", role.label(), bind_reason(source))]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Which of the config's listeners it is.
+        role: Role,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Something else needed to start failed.
     #[error("{0}")]
     Startup(String),
+}
+
+/// Which listener of the config a socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `[listen] http`.
+    Http,
+    /// `[listen] https`.
+    Https,
+    /// `[admin] listen`.
+    Admin,
+    /// `[admin] metrics_listen`.
+    Metrics,
+}
+
+impl Role {
+    /// The config key that sets it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Role::Http => "[listen] http",
+            Role::Https => "[listen] https",
+            Role::Admin => "[admin] listen",
+            Role::Metrics => "[admin] metrics_listen",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Role::Http | Role::Https => "",
+            Role::Admin => " (admin API)",
+            Role::Metrics => " (metrics)",
+        }
+    }
+}
+
+/// A bind error in a few words ("address in use" rather than the OS's sentence).
+fn bind_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => "address in use".to_owned(),
+        std::io::ErrorKind::AddrNotAvailable => "no such address on this host".to_owned(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)".to_owned()
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Every socket of a process, bound, and the signal handlers installed: what `serve` runs
+/// on. Binding first lets a busy port fail before anything is announced.
+pub struct Bound {
+    admin: Option<TcpListener>,
+    metrics: Option<TcpListener>,
+    listeners: Vec<(TcpListener, Option<TlsAcceptor>)>,
+    term: UnixSignal,
+    int: UnixSignal,
+    hup: UnixSignal,
+}
+
+impl Bound {
+    /// The address the first plain-HTTP listener got.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        let plain = self.listeners.iter().find(|(_, tls)| tls.is_none());
+        plain.and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// The address the admin API got, when it listens.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
 }
 
 /// Shared state of a running proxy: the serving table, the reloader that replaces it, and
@@ -54,6 +139,7 @@ pub struct App {
     checkers: Arc<Checkers>,
     events: EventLog,
     metrics: Arc<Metrics>,
+    readiness: Readiness,
     /// Taken by `serve` to start the steering task.
     signal_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Signal>>>,
 }
@@ -82,6 +168,7 @@ impl App {
             checkers,
             events: EventLog::default(),
             metrics,
+            readiness: Readiness::default(),
             signal_rx: Mutex::new(Some(signal_rx)),
         }))
     }
@@ -91,48 +178,31 @@ impl App {
         self.table.clone()
     }
 
-    /// Binds every listener, serves until SIGTERM/SIGINT, then drains within the grace period.
-    /// `demo` is `bascule demo`'s switchboard for its simulated upstreams.
-    pub async fn serve(
-        self: Arc<Self>,
-        demo: Option<Arc<dyn DemoControl>>,
-    ) -> Result<(), RunError> {
+    /// Binds the admin API, the metrics listener and every listener of the config (each
+    /// logged with the address it got) and installs the signal handlers. Needs a runtime.
+    pub fn bind(&self) -> Result<Bound, RunError> {
         let config = self.table.load().config.clone();
-        let shutdown = CancellationToken::new();
-        let mut loops = Vec::new();
-        // The admin API first: once the proxy accepts, /status answers too.
-        if config.admin.enabled {
-            let addr = config.admin.listen;
-            let l = server::bind(addr)
-                .map_err(|e| RunError::Startup(format!("cannot listen on {addr} (admin): {e}")))?;
+        let open = |addr: SocketAddr, role: Role| {
+            let l = server::bind(addr).map_err(|source| RunError::Bind { addr, role, source })?;
             // The bound address: with port 0 in the config, this line says which port it got.
-            let addr = l.local_addr().unwrap_or(addr);
+            Ok::<_, RunError>((l.local_addr().unwrap_or(addr), l))
+        };
+        // The admin API first: once the proxy accepts, /status answers too.
+        let admin = if config.admin.enabled {
+            let (addr, l) = open(config.admin.listen, Role::Admin)?;
             info!(%addr, "admin API listening");
-            let reloader = self.reloader.clone();
-            let history = Arc::new(History::default());
-            loops.push(tokio::spawn(
-                history.clone().sample(self.table(), shutdown.clone()),
-            ));
-            let api = AdminApi {
-                table: self.table(),
-                events: self.events.clone(),
-                metrics: self.metrics.clone(),
-                history,
-                last_error: self.reloader.last_error(),
-                reload: Arc::new(move || {
-                    match reloader.reload(Trigger::Admin).map_err(|e| e.to_string())? {
-                        Outcome::Applied(g) => Ok(g),
-                        Outcome::Unchanged => {
-                            Err("unreachable: an admin reload always applies".into())
-                        }
-                    }
-                }),
-                token: config.admin.token.clone(),
-                hosts: config.admin.hosts.clone(),
-                demo,
-            };
-            loops.push(tokio::spawn(api.serve(l, shutdown.clone())));
-        }
+            Some(l)
+        } else {
+            None
+        };
+        let metrics = match config.admin.metrics_listen {
+            Some(addr) => {
+                let (addr, l) = open(addr, Role::Metrics)?;
+                info!(%addr, "metrics listening (GET /metrics only, no token)");
+                Some(l)
+            }
+            None => None,
+        };
         let tls = if config.listen.https.is_empty() {
             None
         } else {
@@ -142,15 +212,84 @@ impl App {
             ))
         };
         let mut listeners = Vec::new();
-        let plain = config.listen.http.iter().map(|a| (a, None));
-        let secure = config.listen.https.iter().map(|a| (a, tls.clone()));
-        for (addr, tls) in plain.chain(secure) {
-            let l = server::bind(*addr)
-                .map_err(|e| RunError::Startup(format!("cannot listen on {addr}: {e}")))?;
+        let plain = config.listen.http.iter().map(|a| (a, Role::Http, None));
+        let secure = config
+            .listen
+            .https
+            .iter()
+            .map(|a| (a, Role::Https, tls.clone()));
+        for (addr, role, tls) in plain.chain(secure) {
+            let (addr, l) = open(*addr, role)?;
             let scheme = if tls.is_some() { "https" } else { "http" };
-            let addr = l.local_addr().unwrap_or(*addr);
             info!(%addr, scheme, "listening");
             listeners.push((l, tls));
+        }
+        let sig = |k| signal(k).map_err(|e| RunError::Startup(format!("signal handler: {e}")));
+        Ok(Bound {
+            admin,
+            metrics,
+            listeners,
+            term: sig(SignalKind::terminate())?,
+            int: sig(SignalKind::interrupt())?,
+            hup: sig(SignalKind::hangup())?,
+        })
+    }
+
+    /// Serves on `bound` until SIGTERM/SIGINT, then drains within the grace period: `/ready`
+    /// fails at once and the listening sockets close, while the admin API keeps answering until
+    /// the last connection is done. `demo` is `bascule demo`'s switchboard for its simulated
+    /// upstreams.
+    pub async fn serve(
+        self: Arc<Self>,
+        bound: Bound,
+        demo: Option<Arc<dyn DemoControl>>,
+    ) -> Result<(), RunError> {
+        let config = self.table.load().config.clone();
+        let Bound {
+            admin,
+            metrics,
+            listeners,
+            mut term,
+            mut int,
+            mut hup,
+        } = bound;
+        let shutdown = CancellationToken::new();
+        // The admin API outlives the listeners: liveness keeps passing through the grace.
+        let admin_stop = CancellationToken::new();
+        let mut loops = Vec::new();
+        let mut admin_loops = Vec::new();
+        let reloader = self.reloader.clone();
+        let history = Arc::new(History::default());
+        if admin.is_some() {
+            loops.push(tokio::spawn(
+                history.clone().sample(self.table(), shutdown.clone()),
+            ));
+        }
+        let api = AdminApi {
+            table: self.table(),
+            events: self.events.clone(),
+            metrics: self.metrics.clone(),
+            history,
+            last_error: self.reloader.last_error(),
+            reload: Arc::new(move || {
+                match reloader.reload(Trigger::Admin).map_err(|e| e.to_string())? {
+                    Outcome::Applied(g) => Ok(g),
+                    Outcome::Unchanged => Err("unreachable: an admin reload always applies".into()),
+                }
+            }),
+            token: config.admin.token.clone(),
+            hosts: config.admin.hosts.clone(),
+            demo,
+            readiness: self.readiness.clone(),
+        };
+        for (l, scope) in [(admin, Scope::Full), (metrics, Scope::MetricsOnly)] {
+            if let Some(l) = l {
+                admin_loops.push(tokio::spawn(api.clone().serve(
+                    l,
+                    scope,
+                    admin_stop.clone(),
+                )));
+            }
         }
         let signal_rx = self
             .signal_rx
@@ -184,14 +323,9 @@ impl App {
             move || s.open_connections(),
             shutdown.clone(),
         )));
+        self.readiness.serving();
         info!(path = %self.path.display(), routes = config.routes.len(), upstreams = config.upstreams.len(), "bascule started");
 
-        let sig = |k| signal(k).map_err(|e| RunError::Startup(format!("signal handler: {e}")));
-        let (mut term, mut int, mut hup) = (
-            sig(SignalKind::terminate())?,
-            sig(SignalKind::interrupt())?,
-            sig(SignalKind::hangup())?,
-        );
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -203,7 +337,8 @@ impl App {
                 }
             }
         }
-        info!(grace = ?config.limits.shutdown_grace, "shutting down: no new connections, finishing in-flight requests");
+        self.readiness.stopping();
+        info!(grace = ?config.limits.shutdown_grace, "shutting down: not ready, no new connections, finishing in-flight requests");
         shutdown.cancel();
         for l in loops {
             let _finished = l.await;
@@ -214,6 +349,10 @@ impl App {
             info!("all connections closed");
         } else {
             warn!("shutdown grace period over; closing remaining connections");
+        }
+        admin_stop.cancel();
+        for l in admin_loops {
+            let _finished = l.await;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! Architecture (arrows point one way, from user to used; nothing depends on `app` or `main`):
 //!
 //! ```text
-//! main ──► app, demo, admin::client (bascule status), config (bascule check), memory (malloc)
+//! main ──► app, demo, admin::{client, command} (status, health, drain, pin), config (check), memory
 //! app ──┬─► server ──► proxy ──┬─► select::plan (pure) ─► config
 //!       │                      ├─► routing ──┬─► client ──► config, resources
 //!       │                      │             ├─► health ──► events, config
@@ -37,17 +37,20 @@
 //! - [`client`]: pooled upstream connections: DNS cache, connect deadline, TLS.
 //! - [`server`]: listeners, connection limits and timeouts, graceful shutdown.
 //! - [`reload`]: reload triggers (file watch, poll, SIGHUP, admin) and the validate-then-swap.
-//! - [`admin`], [`metrics`]: the admin API (`/status`, `/metrics`, `/reload`, overrides), its
-//!   guard against browsers it did not serve (`admin::guard`), and the bearer token; the rate
-//!   history (`admin::history`, `/history`: the counters read once a second, ten minutes kept)
-//!   and the dashboard page that draws it (`admin::dashboard`).
+//! - [`admin`], [`metrics`]: the admin API (`/status`, `/ready`, `/metrics`, `/reload`,
+//!   overrides), its guard against browsers it did not serve (`admin::guard`), the bearer
+//!   token, the token-free metrics-only listener, the client side the operator commands use
+//!   (`admin::client`, `admin::command`); the rate history (`admin::history`, `/history`: the
+//!   counters read once a second, ten minutes kept) and the dashboard page that draws it
+//!   (`admin::dashboard`).
 //! - [`memory`]: glibc malloc's settings, and trimming the heap after bursts of connections.
 //! - [`resources`]: the open-files limit, and telling local resource exhaustion from an
 //!   upstream's failure.
 //! - [`demo`]: `bascule demo`'s simulated origin and CDNs, on one switchable simulated
 //!   upstream (`demo::SimUpstream`, a plain `demo::Mode`) that the integration tests and the
 //!   benches use as their fake upstream too; the admin API's `/demo` switches it by `Mode`.
-//! - [`app`]: wiring and process lifecycle.
+//! - [`app`]: wiring and process lifecycle: bind everything first, then serve; at shutdown,
+//!   readiness fails and the listeners close while the admin API answers to the end.
 
 pub mod admin;
 pub mod app;

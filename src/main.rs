@@ -8,9 +8,10 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use bascule::admin::client;
-use bascule::app::App;
+use bascule::admin::command::{self, Action};
+use bascule::app::{App, Role, RunError};
 use bascule::config::{self, LogFormat};
-use bascule::demo::Demo;
+use bascule::demo::{self, Demo};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +41,60 @@ struct ConfigArg {
     config: PathBuf,
 }
 
+/// Where a running bascule's admin API is, and its token: the operator commands share these.
+#[derive(Args)]
+struct AdminArgs {
+    /// The admin API's base URL
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9901")]
+    admin: String,
+    /// The admin API's bearer token
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "BASCULE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
+/// `drain` and `undrain`: which upstream, why, and where.
+#[derive(Args)]
+struct UpstreamArgs {
+    /// The upstream's name
+    upstream: String,
+    /// Why (kept in the events; shown by `bascule status` while drained)
+    #[arg(long, value_name = "REASON")]
+    reason: Option<String>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// `pin`: which route, which tier, why, and where.
+#[derive(Args)]
+struct PinArgs {
+    /// The route's name
+    route: String,
+    /// The tier: its 0-based index, or the name of an upstream in it
+    tier: String,
+    /// Why (kept in the events; shown by `bascule status` while pinned)
+    #[arg(long, value_name = "REASON")]
+    reason: Option<String>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// `unpin`: which route, why, and where.
+#[derive(Args)]
+struct RouteArgs {
+    /// The route's name
+    route: String,
+    /// Why (kept in the events)
+    #[arg(long, value_name = "REASON")]
+    reason: Option<String>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy.
@@ -58,29 +113,48 @@ enum Command {
         config: ConfigArg,
     },
     /// Print each route's active tier and the upstreams' health, from a running bascule.
-    #[command(override_usage = "bascule status [--admin <URL>] [--token <TOKEN>] [--json]")]
+    #[command(override_usage = "bascule status [--json]")]
     Status {
-        /// The admin API's base URL
-        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9901")]
-        admin: String,
-        /// The admin API's bearer token
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "BASCULE_ADMIN_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
         /// Print /status as JSON instead of tables
         #[arg(long)]
         json: bool,
     },
+    /// Send no new requests to an upstream (say, a CDN before its maintenance) until undrained.
+    #[command(override_usage = "bascule drain <UPSTREAM> [--reason <REASON>]")]
+    Drain(UpstreamArgs),
+    /// Use a drained upstream again, at once.
+    #[command(override_usage = "bascule undrain <UPSTREAM> [--reason <REASON>]")]
+    Undrain(UpstreamArgs),
+    /// Force a route onto one tier (a tier with nothing usable is still skipped).
+    #[command(override_usage = "bascule pin <ROUTE> <TIER> [--reason <REASON>]")]
+    Pin(PinArgs),
+    /// Let a pinned route choose its tier by health again, at once.
+    #[command(override_usage = "bascule unpin <ROUTE> [--reason <REASON>]")]
+    Unpin(RouteArgs),
+    /// Re-read the config file now, as SIGHUP does; a bad file changes nothing (exit 1).
+    #[command(override_usage = "bascule reload")]
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Exit 0 if the bascule running on this host answers (its admin API; with the admin API
     /// off, its first listener accepts), else 1: the container health check.
-    #[command(override_usage = "bascule health [-c <FILE>]")]
+    #[command(override_usage = "bascule health [-c <FILE>] [--ready]")]
     Health {
         #[command(flatten)]
         config: ConfigArg,
+        /// Ask GET /ready instead of /status: fails from SIGTERM on (the readiness probe)
+        #[arg(long)]
+        ready: bool,
+    },
+    /// Wait DURATION (e.g. 5s), then exit 0: a preStop hook for an image without `sleep`.
+    #[command(override_usage = "bascule sleep <DURATION>")]
+    Sleep {
+        /// How long: a number with a unit (ms, s, m)
+        #[arg(value_parser = config::units::duration)]
+        duration: std::time::Duration,
     },
     /// Serve one simulated upstream (answers 200 naming itself; /slow?ms=N waits): the compose
     /// demo's origin and CDNs.
@@ -108,8 +182,41 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config.config),
-        Command::Status { admin, token, json } => status(&admin, token.as_deref(), json),
-        Command::Health { config } => health(&config.config),
+        Command::Status { admin, json } => one_shot("status", |rt| {
+            rt.block_on(command::status(&admin.admin, admin.token.as_deref(), json))
+        }),
+        Command::Drain(a) => {
+            let (upstream, reason) = (a.upstream, a.reason);
+            operate(&a.admin, Action::Drain { upstream, reason })
+        }
+        Command::Undrain(a) => {
+            let (upstream, reason) = (a.upstream, a.reason);
+            operate(&a.admin, Action::Undrain { upstream, reason })
+        }
+        Command::Pin(a) => {
+            let (route, tier, reason) = (a.route, a.tier, a.reason);
+            operate(
+                &a.admin,
+                Action::Pin {
+                    route,
+                    tier,
+                    reason,
+                },
+            )
+        }
+        Command::Unpin(a) => {
+            let (route, reason) = (a.route, a.reason);
+            operate(&a.admin, Action::Unpin { route, reason })
+        }
+        Command::Reload { admin } => operate(&admin, Action::Reload),
+        Command::Health { config, ready } => one_shot("health", |rt| {
+            rt.block_on(client::health(&config.config, ready))
+                .map(|()| String::new())
+        }),
+        Command::Sleep { duration } => {
+            std::thread::sleep(duration);
+            ExitCode::SUCCESS
+        }
         Command::DemoUpstream { name, listen } => demo_upstream(name, listen),
         Command::Demo { listen, admin } => match demo(listen, admin) {
             Ok(()) => ExitCode::SUCCESS,
@@ -122,9 +229,19 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 // Config errors are FILE:LINE:COL lines, printed as they are.
-                match e.downcast_ref::<config::ConfigError>() {
-                    Some(ce) => eprintln!("{ce}"),
-                    None => eprintln!("bascule: {e:#}"),
+                match (
+                    e.downcast_ref::<config::ConfigError>(),
+                    e.downcast_ref::<RunError>(),
+                ) {
+                    (Some(ce), _) => eprintln!("{ce}"),
+                    (None, Some(re @ RunError::Bind { addr, role, .. })) => eprintln!(
+                        "bascule: {re} — another process holds it (`ss -ltnp 'sport = :{}'` \
+                         names it): stop it, or change {} in {}",
+                        addr.port(),
+                        role.key(),
+                        config.config.display()
+                    ),
+                    _ => eprintln!("bascule: {e:#}"),
                 }
                 ExitCode::from(1)
             }
@@ -175,41 +292,41 @@ fn run(path: &std::path::Path, threads: Option<usize>) -> anyhow::Result<()> {
     .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let app = App::new(path, config)?;
-        app.serve(None).await
+        let bound = app.bind()?;
+        app.serve(bound, None).await
     })?;
     Ok(())
 }
 
-fn status(admin: &str, token: Option<&str>, json: bool) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("bascule status: {e}");
-            return ExitCode::from(1);
-        }
+/// `bascule drain|undrain|pin|unpin`.
+fn operate(admin: &AdminArgs, action: Action) -> ExitCode {
+    let token = admin.token.as_deref();
+    one_shot(action.command(), |rt| {
+        rt.block_on(command::run(&admin.admin, token, &action))
+    })
+}
+
+/// Runs a client command on a current-thread runtime: what it returns is printed (exit 0),
+/// or its error on stderr as `bascule NAME: …` (exit 1). clap's usage errors exit 2.
+fn one_shot(
+    name: &str,
+    f: impl FnOnce(&tokio::runtime::Runtime) -> Result<String, String>,
+) -> ExitCode {
+    let result = match current_thread() {
+        Some(rt) => f(&rt),
+        None => return ExitCode::from(1),
     };
-    let fetched = runtime.block_on(client::get(admin, "/status", token));
-    let body = match fetched {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("bascule status: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    if json {
-        println!("{}", String::from_utf8_lossy(&body));
-        return ExitCode::SUCCESS;
-    }
-    match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(v) => {
-            print!("{}", client::render(&v, std::time::SystemTime::now()));
+    match result {
+        Ok(out) => {
+            if !out.is_empty() {
+                use std::io::Write as _;
+                // A reader that stopped early (`| head`) is no failure of this command.
+                let _reader_gone = writeln!(std::io::stdout().lock(), "{}", out.trim_end());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("bascule status: {admin}/status is not JSON: {e}");
+            eprintln!("bascule {name}: {e}");
             ExitCode::from(1)
         }
     }
@@ -223,69 +340,13 @@ fn current_thread() -> Option<tokio::runtime::Runtime> {
         .ok()
 }
 
-fn health(config: &std::path::Path) -> ExitCode {
-    let Some(runtime) = current_thread() else {
-        return ExitCode::from(1);
-    };
-    let limit = std::time::Duration::from_secs(3);
-    let (admin, token, enabled) = client::admin_of(config);
-    let result = runtime.block_on(async {
-        if enabled {
-            client::probe(admin, token.as_deref(), limit).await
-        } else {
-            let addr = client::first_listener(config)
-                .ok_or_else(|| format!("{}: no listener to check", config.display()))?;
-            tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr))
-                .await
-                .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
-                .map(drop)
-                .map_err(|e| format!("{addr}: {e}"))
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bascule health: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
 fn demo_upstream(name: String, listen: std::net::SocketAddr) -> ExitCode {
     init_logging(LogFormat::Text);
-    let Some(runtime) = current_thread() else {
-        return ExitCode::from(1);
-    };
-    let served = runtime.block_on(async {
-        tokio::select! {
-            r = bascule::demo::serve_one(&name, listen) => r,
-            _ = shutdown_signal() => Ok(()),
-        }
-    });
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bascule demo-upstream: {listen}: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// SIGTERM or SIGINT (as PID 1 in a container, nothing else stops a process).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
+    one_shot("demo-upstream", |rt| {
+        rt.block_on(demo::serve_one(&name, listen))
+            .map(|()| String::new())
+            .map_err(|e| format!("{listen}: {e}"))
+    })
 }
 
 fn demo(listen: std::net::SocketAddr, admin: std::net::SocketAddr) -> anyhow::Result<()> {
@@ -298,29 +359,36 @@ fn demo(listen: std::net::SocketAddr, admin: std::net::SocketAddr) -> anyhow::Re
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let demo = Demo::start().await.context("cannot start the simulated upstreams")?;
-        let path = Demo::config_path();
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
-        }
-        std::fs::write(&path, demo.config(listen, admin))
+        let sims = Demo::start()
+            .await
+            .context("cannot start the simulated upstreams")?;
+        // Removed when this block ends: after Ctrl-C, or an error.
+        let dir = demo::ConfigDir::create().context("cannot create the demo's config directory")?;
+        let path = dir.config();
+        std::fs::write(&path, sims.config(listen, admin))
             .with_context(|| format!("{}", path.display()))?;
         let config = config::load(&path)?;
         let app = App::new(&path, config)?;
+        // Every socket first: a busy port fails here, before the banner.
+        let bound = app.bind().map_err(|e| match &e {
+            RunError::Bind { role, .. } => {
+                let flag = if *role == Role::Admin {
+                    "--admin"
+                } else {
+                    "--listen"
+                };
+                anyhow::anyhow!("{e} — pass {flag} 127.0.0.1:PORT")
+            }
+            _ => anyhow::Error::new(e),
+        })?;
+        let site = bound.http_addr().unwrap_or(listen);
+        let dashboard = bound.admin_addr().unwrap_or(admin);
         println!(
-            "\nbascule demo: primary-cdn > secondary-cdn > origin, all on loopback\n\n\
-             \x20 site        http://{listen}/\n\
-             \x20 dashboard   http://{admin}/\n\
-             \x20 config      {}   (edit it: it reloads by itself)\n\n\
-             Try:\n\
-             \x20 curl -si http://{listen}/ | grep -i -e x-bascule -e x-served-by\n\
-             \x20 curl -s -XPOST -H 'Content-Type: application/json' http://{admin}/demo/primary-cdn/refuse  # or hang, 503\n\
-             \x20 bascule status --admin http://{admin}\n\
-             \x20 curl -s -XPOST -H 'Content-Type: application/json' http://{admin}/demo/primary-cdn/ok      # heal: back after 5 s\n\
-             \x20 (the dashboard has the same buttons)\n\nCtrl-C stops the demo.\n",
-            path.display()
+            "{}",
+            demo::banner(site, dashboard, &path, &demo::invocation())
         );
-        app.serve(Some(demo)).await?;
+        app.serve(bound, Some(sims)).await?;
+        drop(dir);
         Ok(())
     })
 }

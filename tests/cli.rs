@@ -313,3 +313,46 @@ async fn each_commands_help_shows_the_usage_the_readme_documents() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_busy_port_fails_at_once_naming_the_key_to_change() {
+    bounded(TEST_LIMIT, async {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = held.local_addr().expect("addr");
+        let dir = TempDir::new();
+        dir.write(
+            "bascule.toml",
+            &format!(
+                "[listen]\nhttp = [\"{addr}\"]\n[admin]\nenabled = false\n\
+                 [upstreams.origin]\naddress = \"http://127.0.0.1:9\"\n\
+                 [[routes]]\nname = \"all\"\nhosts = [\"*\"]\ntiers = [\"origin\"]\n"
+            ),
+        );
+        let out = bascule(dir.path(), &["run", "-c", "bascule.toml"]).await;
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with(&format!(
+                "bascule: cannot listen on {addr}: address in use — "
+            )) && err.contains("change [listen] http in bascule.toml"),
+            "{err}"
+        );
+        assert!(!text(&out.stdout).contains("bascule started"));
+        drop(held);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sleep_waits_its_duration_and_a_bad_one_is_a_usage_error() {
+    bounded(TEST_LIMIT, async {
+        let dir = TempDir::new();
+        let start = Instant::now();
+        let out = bascule(dir.path(), &["sleep", "300ms"]).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        let out = bascule(dir.path(), &["sleep", "5"]).await;
+        assert_eq!(out.status.code(), Some(2), "a duration needs a unit");
+    })
+    .await;
+}

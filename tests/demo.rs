@@ -1,6 +1,7 @@
 //! `bascule demo` (DESIGN §2) and `bascule status`: the demo serves through its primary CDN,
 //! fails over when the primary is broken from the admin API, fails back when healed; the status
-//! CLI shows it as a table and as JSON.
+//! CLI shows it as a table and as JSON. Ctrl-C stops the demo and removes its config directory;
+//! a busy port fails before the banner, saying which flag to pass.
 
 mod support;
 
@@ -13,13 +14,33 @@ use support::bascule::BIN;
 use support::listening::wait_for;
 use support::{bounded, served_by, until_served_by, FakeUpstream, TempDir};
 
-/// The demo process, killed (by its own handle) when dropped.
+/// The demo process: interrupted (SIGINT, by its PID, as Ctrl-C does) when dropped, so that
+/// it removes its config directory, and killed if it has not exited within 5 s.
 struct DemoProcess(Child);
+
+impl DemoProcess {
+    /// Sends SIGINT and waits (at most 5 s) for the exit status.
+    fn interrupt(&mut self) -> Option<std::process::ExitStatus> {
+        let _sent = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
 
 impl Drop for DemoProcess {
     fn drop(&mut self) {
-        let _gone = self.0.kill();
-        let _reaped = self.0.wait();
+        if matches!(self.0.try_wait(), Ok(None)) && self.interrupt().is_none() {
+            let _gone = self.0.kill();
+            let _reaped = self.0.wait();
+        }
     }
 }
 
@@ -74,7 +95,9 @@ async fn start_demo(dir: &TempDir) -> (DemoProcess, SocketAddr, SocketAddr) {
 async fn the_demo_fails_over_when_its_primary_breaks_and_back_when_healed() {
     bounded(Duration::from_secs(40), async {
         let dir = TempDir::new();
-        let (_demo, listen, admin) = start_demo(&dir).await;
+        let (mut demo, listen, admin) = start_demo(&dir).await;
+        let config_dir = std::env::temp_dir().join(format!("bascule-demo-{}", demo.0.id()));
+        assert!(config_dir.join("bascule.toml").is_file());
         assert_eq!(served_by(listen).await, (200, "primary-cdn".to_owned()));
         let table = status(admin, false).await;
         assert!(
@@ -141,6 +164,43 @@ async fn the_demo_fails_over_when_its_primary_breaks_and_back_when_healed() {
         )
         .await;
         assert_eq!(r.status, 422);
+
+        // Ctrl-C: a clean exit, and the config directory is gone.
+        let status = demo.interrupt().expect("the demo exits on SIGINT");
+        assert_eq!(status.code(), Some(0));
+        assert!(!config_dir.exists(), "{} left behind", config_dir.display());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_busy_port_fails_before_the_banner_saying_which_flag_to_pass() {
+    bounded(Duration::from_secs(20), async {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let busy = held.local_addr().expect("addr").to_string();
+        for (flag, other) in [("--listen", "--admin"), ("--admin", "--listen")] {
+            let args = ["demo", flag, &busy, other, "127.0.0.1:0"].map(str::to_owned);
+            let out = tokio::task::spawn_blocking(move || {
+                Command::new(BIN).args(args).stdin(Stdio::null()).output()
+            })
+            .await
+            .expect("demo task")
+            .expect("run the demo");
+            assert_eq!(out.status.code(), Some(1));
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            assert!(!stdout.contains("Ctrl-C"), "banner printed: {stdout}");
+            assert!(
+                stderr.contains("address in use")
+                    && stderr
+                        .trim_end()
+                        .ends_with(&format!("pass {flag} 127.0.0.1:PORT")),
+                "{stderr}"
+            );
+        }
+        drop(held);
     })
     .await;
 }

@@ -1,30 +1,48 @@
-//! The client side of the admin API: `bascule status` (fetch `/status`, render it as terminal
-//! tables) and `bascule health` (the container health check: does the bascule on this host
-//! answer its admin API?).
+//! The client side of the admin API: the exchange `bascule status`, `drain`, `undrain`, `pin`
+//! and `unpin` make (see `command` for what they send and print), and `bascule health` (the
+//! container health check: does the bascule on this host answer its admin API, and with
+//! `--ready`, does it take new connections?).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Request, Uri};
-use http_body_util::{BodyExt, Empty};
+use http::{header, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Full};
 use serde_json::Value;
 
-/// How long `bascule status` waits for the admin API.
+/// How long the commands wait for the admin API.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// GETs `base` + `path` (`base` like `http://127.0.0.1:9901`) with an optional bearer token;
-/// the body, or why not.
-pub async fn get(base: &str, path: &str, token: Option<&str>) -> Result<Bytes, String> {
+/// One request to the admin API at `base` (like `http://127.0.0.1:9901`): `method` `path`,
+/// with the bearer token if any and, when `json` is given, that JSON body (`Content-Type:
+/// application/json`, which the admin API requires of every POST). The status and the body,
+/// or why no answer came.
+pub async fn exchange(
+    method: Method,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&Value>,
+) -> Result<(StatusCode, Bytes), String> {
     let url = format!("{}{path}", base.trim_end_matches('/'));
-    let mut req = Request::get(&url);
+    let mut req = Request::builder().method(method).uri(&url);
     if let Some(t) = token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
+    let body = match json {
+        Some(v) => {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+            Bytes::from(v.to_string())
+        }
+        None => Bytes::new(),
+    };
     let req = req
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(body))
         .map_err(|e| format!("{url}: {e}"))?;
     let exchange = async {
-        let resp = send_once(req).await.map_err(|e| format!("{url}: {e}"))?;
+        let resp = send_once(req).await.map_err(|e| {
+            format!("{url}: {e} (is bascule running with its admin API there? --admin URL)")
+        })?;
         let status = resp.status();
         let body = resp
             .into_body()
@@ -32,13 +50,7 @@ pub async fn get(base: &str, path: &str, token: Option<&str>) -> Result<Bytes, S
             .await
             .map_err(|e| format!("{url}: {e}"))?
             .to_bytes();
-        match status.as_u16() {
-            200 => Ok(body),
-            401 => Err(format!(
-                "{url}: 401: the admin API needs its token (--token or BASCULE_ADMIN_TOKEN)"
-            )),
-            code => Err(format!("{url}: {code}: {}", String::from_utf8_lossy(&body))),
-        }
+        Ok((status, body))
     };
     tokio::time::timeout(TIMEOUT, exchange)
         .await
@@ -74,6 +86,54 @@ where
     send.send_request(req)
         .await
         .map_err(|e| crate::client::error_chain(&e))
+}
+
+/// GETs `base` + `path` with an optional bearer token: the body of a 200, or why not.
+pub async fn get(base: &str, path: &str, token: Option<&str>) -> Result<Bytes, String> {
+    let (status, body) = exchange(Method::GET, base, path, token, None).await?;
+    if status == StatusCode::OK {
+        Ok(body)
+    } else {
+        Err(refusal(base, path, status, &body, token.is_some()))
+    }
+}
+
+/// Says why the admin API did not answer 200: its `{"error": …}` message, and for a 401 what
+/// to do about the token.
+pub fn refusal(base: &str, path: &str, status: StatusCode, body: &[u8], had_token: bool) -> String {
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let code = status.as_u16();
+    if status == StatusCode::UNAUTHORIZED {
+        return if had_token {
+            format!("{url}: 401: the admin API refused this token")
+        } else {
+            format!("{url}: 401: the admin API needs its token (--token or BASCULE_ADMIN_TOKEN)")
+        };
+    }
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+    format!("{url}: {code}: {message}")
+}
+
+/// `bascule health [--ready]`: Ok when the bascule running on `config` answers `GET /status`
+/// (or, `ready`, `GET /ready`) within 3 s; with its admin API off, when its first listener
+/// accepts a connection.
+pub async fn health(config: &std::path::Path, ready: bool) -> Result<(), String> {
+    let limit = Duration::from_secs(3);
+    let (admin, token, enabled) = admin_of(config);
+    if enabled {
+        let path = if ready { "/ready" } else { "/status" };
+        return probe(admin, path, token.as_deref(), limit).await;
+    }
+    let addr = first_listener(config)
+        .ok_or_else(|| format!("{}: no listener to check", config.display()))?;
+    tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
+        .map(drop)
+        .map_err(|e| format!("{addr}: {e}"))
 }
 
 /// Where and how to reach the admin API of the bascule running on `config`: its `[admin]`
@@ -136,10 +196,11 @@ pub fn first_listener(config: &std::path::Path) -> Option<std::net::SocketAddr> 
     Some(addr)
 }
 
-/// One `GET /status` to `addr` over a direct TCP connection (no name resolution): Ok when it
-/// answers 200 within `limit`.
+/// One `GET path` (`/status`, or `/ready`) to `addr` over a direct TCP connection (no name
+/// resolution): Ok when it answers 200 within `limit`.
 pub async fn probe(
     addr: std::net::SocketAddr,
+    path: &str,
     token: Option<&str>,
     limit: Duration,
 ) -> Result<(), String> {
@@ -152,7 +213,7 @@ pub async fn probe(
                 .await
                 .map_err(|e| format!("{addr}: {e}"))?;
         tokio::spawn(conn);
-        let mut req = Request::get("/status").header(header::HOST, addr.to_string());
+        let mut req = Request::get(path).header(header::HOST, addr.to_string());
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -165,189 +226,10 @@ pub async fn probe(
             .map_err(|e| format!("{addr}: {e}"))?;
         match resp.status().as_u16() {
             200 => Ok(()),
-            code => Err(format!("{addr}/status answered {code}")),
+            code => Err(format!("{addr}{path} answered {code}")),
         }
     };
     tokio::time::timeout(limit, exchange)
         .await
         .map_err(|_| format!("{addr}: no answer within {limit:?}"))?
-}
-
-/// `/status` rendered for a terminal: the config line, a routes table, an upstreams table.
-pub fn render(status: &Value, now: SystemTime) -> String {
-    let c = &status["config"];
-    let mut out = format!(
-        "config {}  generation {}  loaded {}\n",
-        text(&c["path"]),
-        c["generation"],
-        text(&c["loaded_at"])
-    );
-    if let Some(e) = c["last_error"].as_str() {
-        out.push_str(&format!(
-            "LAST RELOAD FAILED (the running config is kept):\n  {}\n",
-            e.replace('\n', "\n  ")
-        ));
-    }
-    out.push('\n');
-    let mut routes = vec![row(&[
-        "ROUTE", "HOSTS", "PREFIX", "TIERS", "ACTIVE", "PINNED",
-    ])];
-    for r in array(&status["routes"]) {
-        let tiers: Vec<Vec<String>> = array(&r["tiers"])
-            .iter()
-            .map(|t| array(t).iter().map(text).collect())
-            .collect();
-        let chain: Vec<String> = tiers
-            .iter()
-            .map(|t| match t.as_slice() {
-                [one] => one.clone(),
-                group => format!("[{}]", group.join(", ")),
-            })
-            .collect();
-        let active = match r["active_tier"].as_u64() {
-            Some(i) => format!(
-                "{i} ({})",
-                tiers
-                    .get(usize::try_from(i).unwrap_or(usize::MAX))
-                    .map(|t| t.join(", "))
-                    .unwrap_or_default()
-            ),
-            None => "none usable".to_owned(),
-        };
-        let pinned = match &r["pinned"] {
-            Value::Null => "-".to_owned(),
-            p => format!("tier {} ({})", p["tier"], text(&p["reason"])),
-        };
-        let hosts: Vec<String> = array(&r["hosts"]).iter().map(text).collect();
-        routes.push(row(&[
-            &text(&r["name"]),
-            &hosts.join(","),
-            &text(&r["path_prefix"]),
-            &chain.join(" > "),
-            &active,
-            &pinned,
-        ]));
-    }
-    out.push_str(&table(&routes));
-    out.push('\n');
-    let mut ups = vec![row(&[
-        "UPSTREAM",
-        "STATE",
-        "IN-FLIGHT",
-        "LAST PROBE",
-        "ADDRESS",
-    ])];
-    for u in array(&status["upstreams"]) {
-        ups.push(row(&[
-            &text(&u["name"]),
-            &text(&u["state"]),
-            &u["in_flight"].to_string(),
-            &last_probe(&u["last_check"], now),
-            &text(&u["address"]),
-        ]));
-    }
-    out.push_str(&table(&ups));
-    out
-}
-
-fn last_probe(check: &Value, now: SystemTime) -> String {
-    if check.is_null() {
-        return "not yet".to_owned();
-    }
-    let age = check["at"]
-        .as_str()
-        .and_then(|t| humantime::parse_rfc3339(t).ok())
-        .and_then(|t| now.duration_since(t).ok())
-        .map(|d| format!(", {}s ago", d.as_secs()))
-        .unwrap_or_default();
-    let latency = check["latency_ms"].as_f64().unwrap_or(0.0);
-    if check["ok"] == true {
-        format!("ok {} in {latency:.1} ms{age}", check["status"])
-    } else {
-        format!("FAILED: {}{age}", text(&check["error"]))
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-fn array(v: &Value) -> Vec<Value> {
-    v.as_array().cloned().unwrap_or_default()
-}
-
-fn row(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| (*c).to_owned()).collect()
-}
-
-/// Left-aligned columns, two spaces apart.
-fn table(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_renders_as_aligned_tables() {
-        let status = serde_json::json!({
-            "config": {"path": "config/bascule.toml", "loaded_at": "2026-11-27T10:00:00.000Z",
-                       "generation": 3, "last_error": null},
-            "upstreams": [
-                {"name": "cdn", "address": "https://cdn.example:443", "state": "unhealthy",
-                 "in_flight": 0, "last_check": {"at": "2026-11-27T10:00:08.000Z", "ok": false,
-                 "status": null, "latency_ms": 0.4, "error": "connect: refused"}},
-                {"name": "origin", "address": "http://10.0.0.5:80", "state": "healthy",
-                 "in_flight": 2, "last_check": null}],
-            "routes": [{"name": "www", "hosts": ["www.example.com"], "path_prefix": "/",
-                        "tiers": [["cdn"], ["origin", "origin-b"]], "active_tier": 1,
-                        "pinned": null}],
-            "events": []
-        });
-        let now = humantime::parse_rfc3339("2026-11-27T10:00:10Z").expect("time");
-        let out = render(&status, now);
-        assert!(
-            out.starts_with("config config/bascule.toml  generation 3"),
-            "{out}"
-        );
-        assert!(
-            out.contains(
-                "www    www.example.com  /       cdn > [origin, origin-b]  1 (origin, origin-b)  -"
-            ),
-            "{out}"
-        );
-        assert!(
-            out.contains("cdn       unhealthy  0          FAILED: connect: refused, 2s ago"),
-            "{out}"
-        );
-        assert!(
-            out.contains("origin    healthy    2          not yet"),
-            "{out}"
-        );
-    }
 }

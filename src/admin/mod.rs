@@ -1,13 +1,18 @@
-//! The admin API on `[admin] listen` (DESIGN §5): `/status`, `/metrics` (in the format the
-//! scraper's `Accept` asks for), `/history` (the last ten minutes of rates, `history`),
-//! `/reload`, drain/undrain and pin/unpin, behind the rules of `guard` (browsers it did not
-//! serve, DESIGN §7.6) and the bearer-token rule. Plain HTTP/1.1, JSON answers; never on the
-//! request path of proxied traffic.
+//! The admin API on `[admin] listen` (DESIGN §5): `/status`, `/ready`, `/metrics` (in the
+//! format the scraper's `Accept` asks for), `/history` (the last ten minutes of rates,
+//! `history`), `/reload`, drain/undrain and pin/unpin, behind the rules of `guard` (browsers it
+//! did not serve, DESIGN §7.6) and the bearer-token rule; and the read-only metrics listener on
+//! `[admin] metrics_listen` (`GET /metrics` only, no token). Plain HTTP/1.1, JSON answers;
+//! never on the request path of proxied traffic.
 
 pub mod client;
+pub mod command;
 pub mod dashboard;
 pub mod guard;
 pub mod history;
+mod operator;
+pub mod ready;
+pub mod render;
 pub mod status;
 
 use std::convert::Infallible;
@@ -33,6 +38,8 @@ use crate::events::EventLog;
 use crate::metrics::{Format, Metrics};
 use crate::routing::RoutingTable;
 use history::History;
+use operator::{by, PinBody, Reason};
+use ready::Readiness;
 use status::Status;
 
 /// Largest admin request body read.
@@ -61,8 +68,6 @@ pub struct AdminApi {
     pub events: EventLog,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// The last ten minutes of rates, filled by `History::sample`.
-    pub history: Arc<History>,
     /// The last failed reload's message, until the next good one.
     pub last_error: Arc<Mutex<Option<String>>>,
     /// Reloads the config file (blocking; run on the blocking pool).
@@ -73,13 +78,27 @@ pub struct AdminApi {
     pub hosts: Vec<String>,
     /// `bascule demo`'s simulated upstreams (`/demo`); None outside the demo.
     pub demo: Option<Arc<dyn DemoControl>>,
+    /// Whether the process takes new connections (`/ready`).
+    pub readiness: Readiness,
+    /// The last ten minutes of rates, filled by `History::sample`.
+    pub history: Arc<History>,
+}
+
+/// What a listener of the admin API serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `[admin] listen`: every endpoint, behind the token.
+    Full,
+    /// `[admin] metrics_listen`: `GET /metrics` only, without a token.
+    MetricsOnly,
 }
 
 type Answer = Response<Full<Bytes>>;
 
 impl AdminApi {
-    /// Serves connections from `listener` until `shutdown` is cancelled.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
+    /// Serves connections from `listener` with the endpoints of `scope` until `shutdown` is
+    /// cancelled.
+    pub async fn serve(self, listener: TcpListener, scope: Scope, shutdown: CancellationToken) {
         let api = Arc::new(self);
         loop {
             let (stream, peer) = tokio::select! {
@@ -97,7 +116,7 @@ impl AdminApi {
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     let api = Arc::clone(&api);
-                    async move { Ok::<_, Infallible>(api.handle(req, peer).await) }
+                    async move { Ok::<_, Infallible>(api.handle(req, peer, scope).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -110,12 +129,26 @@ impl AdminApi {
         }
     }
 
-    /// Answers one admin request.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Answer {
+    /// Answers one admin request on a listener of `scope`.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, scope: Scope) -> Answer {
         let (parts, body) = req.into_parts();
         if let Err(refusal) = guard::check(&parts, &self.hosts) {
             debug!(method = %parts.method, path = %parts.uri.path(), %refusal, %peer, "admin request refused");
             return json_answer(refusal.status(), &json!({ "error": refusal.to_string() }));
+        }
+        if scope == Scope::MetricsOnly {
+            // Read-only and token-free: nothing here may change state or show more than /metrics.
+            return match (&parts.method, parts.uri.path()) {
+                (&Method::GET | &Method::HEAD, "/metrics") => self.metrics(&parts.headers),
+                (_, "/metrics") => json_answer(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &json!({"error": "method not allowed"}),
+                ),
+                _ => json_answer(
+                    StatusCode::NOT_FOUND,
+                    &json!({"error": "this listener serves only GET /metrics"}),
+                ),
+            };
         }
         // The dashboard's page holds no data: it asks for the token when the API says 401.
         if guard::is_dashboard_page(&parts.method, parts.uri.path()) {
@@ -133,6 +166,7 @@ impl AdminApi {
         let segments: Vec<&str> = parts.uri.path().trim_matches('/').split('/').collect();
         let answer = match (&parts.method, segments.as_slice()) {
             (&Method::GET, ["status"]) => self.status(),
+            (&Method::GET, ["ready"]) => self.ready(),
             (&Method::GET, ["metrics"]) => self.metrics(&parts.headers),
             (&Method::GET, ["history"]) => self.history(parts.uri.query()),
             (&Method::POST, ["reload"]) => self.reload().await,
@@ -152,7 +186,7 @@ impl AdminApi {
             },
             (&Method::GET, ["demo"]) => self.demo_modes(),
             (&Method::POST, ["demo", name, mode]) => self.demo_set(name, mode),
-            (_, ["status"] | ["reload"] | ["metrics"] | ["history"])
+            (_, ["status"] | ["ready"] | ["reload"] | ["metrics"] | ["history"])
             | (_, ["upstreams", _, "drain" | "undrain"])
             | (_, ["routes", _, "pin" | "unpin"]) => json_answer(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -194,6 +228,21 @@ impl AdminApi {
         }
         self.history
             .with_answer(after, |a| json_answer(StatusCode::OK, a))
+    }
+
+    /// 200 while serving; 503 before the listeners are bound and from SIGTERM on.
+    fn ready(&self) -> Answer {
+        let phase = self.readiness.phase();
+        match phase.not_ready_because() {
+            None => json_answer(
+                StatusCode::OK,
+                &json!({"ready": true, "phase": phase.as_str()}),
+            ),
+            Some(why) => json_answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"ready": false, "phase": phase.as_str(), "reason": why}),
+            ),
+        }
     }
 
     fn demo_modes(&self) -> Answer {
@@ -262,79 +311,6 @@ impl AdminApi {
             ),
         }
     }
-
-    fn drain(&self, name: &str, drain: bool, reason: &str) -> Answer {
-        let table = self.table.load_full();
-        let Some(u) = table.upstream_named(name) else {
-            return not_found("upstream", name);
-        };
-        if drain {
-            u.live.health.drain(reason);
-        } else {
-            u.live.health.undrain(reason);
-        }
-        json_answer(
-            StatusCode::OK,
-            &json!({"upstream": name, "state": u.live.health.state()}),
-        )
-    }
-
-    fn pin(&self, name: &str, tier: Option<i64>, reason: &str) -> Answer {
-        let table = self.table.load_full();
-        let Some(route) = table.route_named(name) else {
-            return not_found("route", name);
-        };
-        let count = route.tiers.len();
-        let Some(tier) = tier
-            .and_then(|t| usize::try_from(t).ok())
-            .filter(|t| *t < count)
-        else {
-            let msg = format!(
-                "route {name:?} has tiers 0 to {}; give {{\"tier\": N}}",
-                count.saturating_sub(1)
-            );
-            return json_answer(StatusCode::UNPROCESSABLE_ENTITY, &json!({ "error": msg }));
-        };
-        route.state.set_pin(tier, reason);
-        json_answer(StatusCode::OK, &json!({"route": name, "pinned": tier}))
-    }
-
-    fn unpin(&self, name: &str, reason: &str) -> Answer {
-        let table = self.table.load_full();
-        let Some(route) = table.route_named(name) else {
-            return not_found("route", name);
-        };
-        let was = route.state.unpin(reason);
-        json_answer(
-            StatusCode::OK,
-            &json!({"route": name, "pinned": null, "was_pinned": was}),
-        )
-    }
-}
-
-/// `{"reason": "..."}`, optional as a whole.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Reason {
-    reason: Option<String>,
-}
-
-impl Reason {
-    fn reason_or(self, peer: SocketAddr) -> String {
-        self.reason.unwrap_or_else(|| by(peer))
-    }
-}
-
-/// `{"tier": 1, "reason": "..."}`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PinBody {
-    tier: Option<i64>,
-    reason: Option<String>,
-}
-
-fn by(peer: SocketAddr) -> String {
-    format!("admin API request from {}", peer.ip())
 }
 
 /// Reads an optional JSON body (empty means the default), or answers 400/413.

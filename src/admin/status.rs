@@ -44,6 +44,8 @@ pub struct UpstreamStatus {
     pub role: &'static str,
     /// drained, ejected, unhealthy or healthy.
     pub state: State,
+    /// The operator's reason while drained, else null.
+    pub drain_reason: Option<String>,
     /// Requests being sent to or answered by it.
     pub in_flight: usize,
     /// The last probe; null until the first one finished.
@@ -87,6 +89,7 @@ impl Status {
                 address: u.spec.address.to_string(),
                 role: u.spec.role.as_str(),
                 state: u.live.health.state(),
+                drain_reason: u.live.health.drain_reason(),
                 in_flight: u.live.health.in_flight(),
                 last_check: u.live.health.last_check(),
             })

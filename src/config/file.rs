@@ -75,6 +75,9 @@ pub struct Admin {
     /// e.g. a Service name; any other name in `Host` is refused (DNS rebinding). Default: [].
     #[serde(default)]
     pub hosts: Vec<Text>,
+    /// A second, read-only listener serving only `GET /metrics`, with no token (for a
+    /// Prometheus scraper on the pod network). Default: none.
+    pub metrics_listen: Option<Text>,
 }
 
 /// `[limits]`.

@@ -70,6 +70,8 @@ pub struct Admin {
     /// Host names, lowercase without a trailing dot, accepted in `Host` besides `localhost`
     /// and IP addresses.
     pub hosts: Vec<String>,
+    /// The read-only metrics listener (`GET /metrics` only, no token), when set.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Connection limits for client connections.

@@ -9,15 +9,16 @@
 //! fake upstream of the integration tests and the benches.
 
 mod answer;
+mod banner;
 mod listener;
 mod mode;
 mod upstream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use banner::{banner, invocation, sweep, ConfigDir};
 pub use mode::{Mode, Page};
 pub use upstream::{Builder, Seen, SimUpstream, Wording, PROBE_PATH};
 
@@ -75,26 +76,27 @@ impl Demo {
              tiers = [\"primary-cdn\", \"secondary-cdn\", \"origin\"]\nfailback_delay = \"5s\"\n"
         )
     }
-
-    /// Where the demo writes its config: a fresh directory under the temp dir.
-    pub fn config_path() -> PathBuf {
-        std::env::temp_dir()
-            .join(format!("bascule-demo-{}", std::process::id()))
-            .join("bascule.toml")
-    }
 }
 
-/// Serves one simulated upstream named `name` on `listen` until the process ends (the
-/// containers of the compose demo); always healthy: stop or disconnect its container to break
-/// it.
+/// Serves one simulated upstream named `name` on `listen` until SIGTERM or SIGINT (the
+/// containers of the compose demo, where it runs as PID 1); always healthy: stop or disconnect
+/// its container to break it.
 pub async fn serve_one(name: &str, listen: SocketAddr) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = (
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    );
     let sim = SimUpstream::builder(name)
         .at(listen)
         .wording(Wording::Demo)
         .start()
         .await?;
     tracing::info!(upstream = name, addr = %sim.addr, "demo upstream listening");
-    std::future::pending::<()>().await;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
     drop(sim);
     Ok(())
 }

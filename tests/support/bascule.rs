@@ -15,14 +15,20 @@ use super::listening::wait_for;
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_bascule");
 
-/// A directory under cargo's per-target temp dir, removed on drop (kept if the test failed).
+/// A directory under cargo's per-target temp dir, removed on drop (kept if the test failed,
+/// until the next test run). A test process stopped by Ctrl-C drops nothing: the first
+/// `TempDir` of each later test process removes the directories of test processes that are
+/// gone.
 pub struct TempDir(PathBuf);
 
 impl TempDir {
     /// A fresh, empty directory unique to this process and call.
     pub fn new() -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        SWEPT.call_once(|| bascule::demo::sweep(tmp, "bascule-test-"));
+        let dir = tmp.join(format!(
             "bascule-test-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
@@ -61,6 +67,8 @@ pub struct Bascule {
     pub addr: SocketAddr,
     /// Where its admin API listens (when the config enabled it).
     pub admin: SocketAddr,
+    /// Where its metrics listener listens (when the config has `metrics_listen`).
+    pub metrics: Option<SocketAddr>,
     /// Where it serves HTTPS (when the config has certificates).
     pub https: SocketAddr,
     /// The addresses its config asks for (127.0.0.1:0), which reloads keep.
@@ -123,6 +131,7 @@ impl Bascule {
         let mut b = Bascule {
             addr: any,
             admin: any,
+            metrics: None,
             https: any,
             requested,
             config,
@@ -152,6 +161,7 @@ impl Bascule {
         self.addr = found.http[0];
         self.https = found.https.first().copied().unwrap_or(self.https);
         self.admin = found.admin.unwrap_or(self.admin);
+        self.metrics = found.metrics;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! Where a `bascule run` process listens, read from its log. The app logs one line per bound
-//! listener (`listening`, with `addr` and `scheme`) and one for the admin API (`admin API
-//! listening`, with `addr`), each with the address the socket got, so a process started on
+//! listener (`listening`, with `addr` and `scheme`), one for the admin API (`admin API
+//! listening`, with `addr`) and one for the metrics listener (`metrics listening`), each with the address the socket got, so a process started on
 //! `127.0.0.1:0` says which ports it has: nothing is probed, nothing can be taken in between.
 //! Reads text and JSON log lines. Shared with the benches (`#[path]`): it needs only tokio.
 
@@ -17,6 +17,8 @@ pub struct Listening {
     pub https: Vec<SocketAddr>,
     /// The admin API, if it listens.
     pub admin: Option<SocketAddr>,
+    /// The read-only metrics listener, if it listens.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Listening {
@@ -29,6 +31,8 @@ impl Listening {
             };
             if line.contains("admin API listening") {
                 found.admin = Some(addr);
+            } else if line.contains("metrics listening") {
+                found.metrics = Some(addr);
             } else if line.contains("listening") {
                 match field(line, "scheme") {
                     Some("http") => found.http.push(addr),

@@ -67,11 +67,26 @@ impl Checker<'_> {
             .iter()
             .filter_map(|h| self.value(h, "admin.hosts", units::host_name))
             .collect();
+        let metrics_listen = a
+            .metrics_listen
+            .as_ref()
+            .and_then(|t| self.socket_addr(t, "admin.metrics_listen"));
+        if let (Some(m), Some(t)) = (metrics_listen, &a.metrics_listen) {
+            if enabled && m == listen && m.port() != 0 {
+                self.error(
+                    t.span(),
+                    format!(
+                        "admin.metrics_listen: {m} is also admin.listen; give it a port of its own"
+                    ),
+                );
+            }
+        }
         Admin {
             enabled,
             listen,
             token,
             hosts,
+            metrics_listen,
         }
     }
 

@@ -175,6 +175,24 @@ fn admin_hosts_are_names_without_ports_reported_at_the_value() {
 }
 
 #[test]
+fn the_metrics_listener_needs_no_token_but_a_port_of_its_own() {
+    let ok = format!("{MINIMAL}\n[admin]\nmetrics_listen = \"0.0.0.0:9902\"\n");
+    let c = load(&ok).unwrap();
+    assert_eq!(
+        c.admin.metrics_listen,
+        Some("0.0.0.0:9902".parse().unwrap())
+    );
+    assert_eq!(c.admin.token, None);
+    assert_eq!(load(MINIMAL).unwrap().admin.metrics_listen, None);
+    let same = format!("{MINIMAL}\n[admin]\nmetrics_listen = \"127.0.0.1:9901\"\n");
+    let errs = load(&same).unwrap_err();
+    assert_eq!(
+        errs,
+        vec!["conf/b.toml:18:18: admin.metrics_listen: 127.0.0.1:9901 is also admin.listen; give it a port of its own"]
+    );
+}
+
+#[test]
 fn syntax_errors_carry_a_position() {
     let errs = load("[listen\nhttp = 1").unwrap_err();
     assert_eq!(errs.len(), 1);

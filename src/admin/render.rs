@@ -1,0 +1,210 @@
+//! `bascule status`'s terminal view of `/status`: the config line, a routes table (tiers,
+//! active tier, pin and its reason) and an upstreams table (state — with the operator's
+//! reason while drained —, in-flight count, last probe, address).
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+/// `/status` rendered for a terminal: the config line, a routes table, an upstreams table.
+pub fn render(status: &Value, now: SystemTime) -> String {
+    let c = &status["config"];
+    let mut out = format!(
+        "config {}  generation {}  loaded {}\n",
+        text(&c["path"]),
+        c["generation"],
+        text(&c["loaded_at"])
+    );
+    if let Some(e) = c["last_error"].as_str() {
+        out.push_str(&format!(
+            "LAST RELOAD FAILED (the running config is kept):\n  {}\n",
+            e.replace('\n', "\n  ")
+        ));
+    }
+    out.push('\n');
+    let mut routes = vec![row(&[
+        "ROUTE", "HOSTS", "PREFIX", "TIERS", "ACTIVE", "PINNED",
+    ])];
+    for r in array(&status["routes"]) {
+        let tiers: Vec<Vec<String>> = array(&r["tiers"])
+            .iter()
+            .map(|t| array(t).iter().map(text).collect())
+            .collect();
+        let chain: Vec<String> = tiers
+            .iter()
+            .map(|t| match t.as_slice() {
+                [one] => one.clone(),
+                group => format!("[{}]", group.join(", ")),
+            })
+            .collect();
+        let active = match r["active_tier"].as_u64() {
+            Some(i) => format!(
+                "{i} ({})",
+                tiers
+                    .get(usize::try_from(i).unwrap_or(usize::MAX))
+                    .map(|t| t.join(", "))
+                    .unwrap_or_default()
+            ),
+            None => "none usable".to_owned(),
+        };
+        let pinned = match &r["pinned"] {
+            Value::Null => "-".to_owned(),
+            p => format!("tier {} ({})", p["tier"], text(&p["reason"])),
+        };
+        let hosts: Vec<String> = array(&r["hosts"]).iter().map(text).collect();
+        routes.push(row(&[
+            &text(&r["name"]),
+            &hosts.join(","),
+            &text(&r["path_prefix"]),
+            &chain.join(" > "),
+            &active,
+            &pinned,
+        ]));
+    }
+    out.push_str(&table(&routes));
+    out.push('\n');
+    let mut ups = vec![row(&[
+        "UPSTREAM",
+        "STATE",
+        "IN-FLIGHT",
+        "LAST PROBE",
+        "ADDRESS",
+    ])];
+    for u in array(&status["upstreams"]) {
+        let state = match u["drain_reason"].as_str() {
+            Some(r) => format!("{} ({r})", text(&u["state"])),
+            None => text(&u["state"]),
+        };
+        ups.push(row(&[
+            &text(&u["name"]),
+            &state,
+            &u["in_flight"].to_string(),
+            &last_probe(&u["last_check"], now),
+            &text(&u["address"]),
+        ]));
+    }
+    out.push_str(&table(&ups));
+    out
+}
+
+fn last_probe(check: &Value, now: SystemTime) -> String {
+    if check.is_null() {
+        return "not yet".to_owned();
+    }
+    let age = check["at"]
+        .as_str()
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .and_then(|t| now.duration_since(t).ok())
+        .map(|d| format!(", {}s ago", d.as_secs()))
+        .unwrap_or_default();
+    let latency = check["latency_ms"].as_f64().unwrap_or(0.0);
+    if check["ok"] == true {
+        format!("ok {} in {latency:.1} ms{age}", check["status"])
+    } else {
+        format!("FAILED: {}{age}", text(&check["error"]))
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn array(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn row(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| (*c).to_owned()).collect()
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_renders_as_aligned_tables() {
+        let status = serde_json::json!({
+            "config": {"path": "config/bascule.toml", "loaded_at": "2026-11-27T10:00:00.000Z",
+                       "generation": 3, "last_error": null},
+            "upstreams": [
+                {"name": "cdn", "address": "https://cdn.example:443", "state": "unhealthy",
+                 "in_flight": 0, "last_check": {"at": "2026-11-27T10:00:08.000Z", "ok": false,
+                 "status": null, "latency_ms": 0.4, "error": "connect: refused"}},
+                {"name": "origin", "address": "http://10.0.0.5:80", "state": "healthy",
+                 "in_flight": 2, "last_check": null}],
+            "routes": [{"name": "www", "hosts": ["www.example.com"], "path_prefix": "/",
+                        "tiers": [["cdn"], ["origin", "origin-b"]], "active_tier": 1,
+                        "pinned": null}],
+            "events": []
+        });
+        let now = humantime::parse_rfc3339("2026-11-27T10:00:10Z").expect("time");
+        let out = render(&status, now);
+        assert!(
+            out.starts_with("config config/bascule.toml  generation 3"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "www    www.example.com  /       cdn > [origin, origin-b]  1 (origin, origin-b)  -"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("cdn       unhealthy  0          FAILED: connect: refused, 2s ago"),
+            "{out}"
+        );
+        assert!(
+            out.contains("origin    healthy    2          not yet"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn drain_and_pin_reasons_are_shown() {
+        let status = serde_json::json!({
+            "config": {"path": "b.toml", "loaded_at": "-", "generation": 1, "last_error": null},
+            "upstreams": [{"name": "cdn", "address": "https://cdn.example:443",
+                           "state": "drained", "drain_reason": "CDN maintenance",
+                           "in_flight": 0, "last_check": null}],
+            "routes": [{"name": "www", "hosts": ["*"], "path_prefix": "/",
+                        "tiers": [["cdn"], ["origin"]], "active_tier": 1,
+                        "pinned": {"tier": 1, "reason": "planned change", "at": "-"}}],
+            "events": []
+        });
+        let out = render(&status, SystemTime::UNIX_EPOCH);
+        assert!(
+            out.contains("cdn       drained (CDN maintenance)  0"),
+            "{out}"
+        );
+        assert!(out.contains("tier 1 (planned change)"), "{out}");
+    }
+}
