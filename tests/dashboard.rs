@@ -397,3 +397,45 @@ async fn a_rebound_name_gets_no_dashboard_and_no_data() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_origin_failing_behind_healthy_cdns_is_shown_as_the_origins_outage() {
+    let Some(browser) = Browser::find() else {
+        return;
+    };
+    bounded(LIMIT, async {
+        let cdn = FakeUpstream::switchable("cdn", "/healthz").await;
+        let origin = FakeUpstream::switchable("origin", "/healthz").await;
+        let proxy = ProxyConfig::new()
+            .admin("")
+            .defaults(FAST_HEALTH)
+            .upstream_at("cdn", &cdn.address(), "role = \"cdn\"")
+            .upstream_at("origin", &origin.address(), "")
+            .route("www", &["www.example.com"], "/", r#"["cdn", "origin"]"#)
+            .start()
+            .await;
+        // The origin fails; the CDN passes its 503 on, health page included.
+        origin.set(Mode::Status(503)).await;
+        cdn.set(Mode::Status(503)).await;
+        proxy
+            .wait_status(Duration::from_secs(5), "origin failing", |s| {
+                s["routes"][0]["origin_failing"] == true
+            })
+            .await;
+        let dir = TempDir::new();
+        let shot = dir.path().join("origin-failing.png");
+        let dom = browser
+            .load(format!("http://{}/", proxy.admin), dir.path(), &shot)
+            .await;
+        let www = route_part(&dom, "www");
+        assert!(www.contains("data-origin=\"failing\""), "{www}");
+        let (_, route_tag) = start_tag(www, "data-route=\"www\"").expect("route tag");
+        assert_eq!(attr(route_tag, "data-active-tier"), Some("0"), "{www}");
+        assert_eq!(
+            upstream_state(&dom, "cdn"),
+            "healthy",
+            "the CDN is not blamed"
+        );
+    })
+    .await;
+}

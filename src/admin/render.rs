@@ -1,6 +1,7 @@
 //! `bascule status`'s terminal view of `/status`: the config line, a routes table (tiers,
-//! active tier, pin and its reason) and an upstreams table (state — with the operator's
-//! reason while drained —, in-flight count, last probe, address).
+//! active tier, pin and its reason, whether its origin is failing) and an upstreams table
+//! (role, state — with the operator's reason while drained —, in-flight count, last probe
+//! and whose fault a failed one was, address).
 
 use std::time::SystemTime;
 
@@ -23,7 +24,7 @@ pub fn render(status: &Value, now: SystemTime) -> String {
     }
     out.push('\n');
     let mut routes = vec![row(&[
-        "ROUTE", "HOSTS", "PREFIX", "TIERS", "ACTIVE", "PINNED",
+        "ROUTE", "HOSTS", "PREFIX", "TIERS", "ACTIVE", "PINNED", "ORIGIN",
     ])];
     for r in array(&status["routes"]) {
         let tiers: Vec<Vec<String>> = array(&r["tiers"])
@@ -59,12 +60,18 @@ pub fn render(status: &Value, now: SystemTime) -> String {
             &chain.join(" > "),
             &active,
             &pinned,
+            if r["origin_failing"] == true {
+                "FAILING"
+            } else {
+                "ok"
+            },
         ]));
     }
     out.push_str(&table(&routes));
     out.push('\n');
     let mut ups = vec![row(&[
         "UPSTREAM",
+        "ROLE",
         "STATE",
         "IN-FLIGHT",
         "LAST PROBE",
@@ -77,6 +84,7 @@ pub fn render(status: &Value, now: SystemTime) -> String {
         };
         ups.push(row(&[
             &text(&u["name"]),
+            &text(&u["role"]),
             &state,
             &u["in_flight"].to_string(),
             &last_probe(&u["last_check"], now),
@@ -101,7 +109,11 @@ fn last_probe(check: &Value, now: SystemTime) -> String {
     if check["ok"] == true {
         format!("ok {} in {latency:.1} ms{age}", check["status"])
     } else {
-        format!("FAILED: {}{age}", text(&check["error"]))
+        let whose = match check["fault"].as_str() {
+            Some("origin") => " (the origin's fault)",
+            _ => "",
+        };
+        format!("FAILED: {}{whose}{age}", text(&check["error"]))
     }
 }
 
@@ -156,14 +168,16 @@ mod tests {
             "config": {"path": "config/bascule.toml", "loaded_at": "2026-11-27T10:00:00.000Z",
                        "generation": 3, "last_error": null},
             "upstreams": [
-                {"name": "cdn", "address": "https://cdn.example:443", "state": "unhealthy",
-                 "in_flight": 0, "last_check": {"at": "2026-11-27T10:00:08.000Z", "ok": false,
-                 "status": null, "latency_ms": 0.4, "error": "connect: refused"}},
-                {"name": "origin", "address": "http://10.0.0.5:80", "state": "healthy",
-                 "in_flight": 2, "last_check": null}],
+                {"name": "cdn", "role": "cdn", "address": "https://cdn.example:443",
+                 "state": "unhealthy", "in_flight": 0,
+                 "last_check": {"at": "2026-11-27T10:00:08.000Z", "ok": false,
+                 "status": null, "latency_ms": 0.4, "error": "connect: refused",
+                 "fault": "cdn"}},
+                {"name": "origin", "role": "origin", "address": "http://10.0.0.5:80",
+                 "state": "healthy", "in_flight": 2, "last_check": null}],
             "routes": [{"name": "www", "hosts": ["www.example.com"], "path_prefix": "/",
                         "tiers": [["cdn"], ["origin", "origin-b"]], "active_tier": 1,
-                        "pinned": null}],
+                        "pinned": null, "origin_failing": false}],
             "events": []
         });
         let now = humantime::parse_rfc3339("2026-11-27T10:00:10Z").expect("time");
@@ -174,16 +188,18 @@ mod tests {
         );
         assert!(
             out.contains(
-                "www    www.example.com  /       cdn > [origin, origin-b]  1 (origin, origin-b)  -"
+                "www    www.example.com  /       cdn > [origin, origin-b]  1 (origin, origin-b)  -       ok"
             ),
             "{out}"
         );
         assert!(
-            out.contains("cdn       unhealthy  0          FAILED: connect: refused, 2s ago"),
+            out.contains(
+                "cdn       cdn     unhealthy  0          FAILED: connect: refused, 2s ago"
+            ),
             "{out}"
         );
         assert!(
-            out.contains("origin    healthy    2          not yet"),
+            out.contains("origin    origin  healthy    2          not yet"),
             "{out}"
         );
     }
@@ -202,9 +218,33 @@ mod tests {
         });
         let out = render(&status, SystemTime::UNIX_EPOCH);
         assert!(
-            out.contains("cdn       drained (CDN maintenance)  0"),
+            out.contains("cdn       -     drained (CDN maintenance)  0"),
             "{out}"
         );
         assert!(out.contains("tier 1 (planned change)"), "{out}");
+    }
+
+    #[test]
+    fn an_origin_outage_does_not_read_as_a_cdn_outage() {
+        let status = serde_json::json!({
+            "config": {"path": "b.toml", "loaded_at": "-", "generation": 1, "last_error": null},
+            "upstreams": [{"name": "cdn", "role": "cdn", "address": "https://cdn.example:443",
+                           "state": "healthy", "in_flight": 0,
+                           "last_check": {"at": "-", "ok": false, "status": 503,
+                                          "latency_ms": 3.0, "error": "status 503",
+                                          "fault": "origin"}}],
+            "routes": [{"name": "www", "hosts": ["*"], "path_prefix": "/",
+                        "tiers": [["cdn"], ["origin"]], "active_tier": 0,
+                        "pinned": null, "origin_failing": true}],
+            "events": []
+        });
+        let out = render(&status, SystemTime::UNIX_EPOCH);
+        assert!(out.contains("0 (cdn)  -       FAILING"), "{out}");
+        assert!(
+            out.contains(
+                "cdn       cdn   healthy  0          FAILED: status 503 (the origin's fault)"
+            ),
+            "{out}"
+        );
     }
 }

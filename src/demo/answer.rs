@@ -86,6 +86,10 @@ pub(super) async fn handle(
             let status =
                 StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut r = answer(&shared, status, Full::new(p.body.clone()).boxed());
+            // The page's own fields replace the simulator's (its content type, say).
+            for k in p.headers.iter().map(|(k, _)| k) {
+                r.headers_mut().remove(k);
+            }
             for (k, v) in &p.headers {
                 r.headers_mut().append(k.clone(), v.clone());
             }

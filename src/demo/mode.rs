@@ -56,7 +56,8 @@ pub struct Page {
 
 impl Page {
     /// A page from raw HTTP/1.1 response text (status line, header lines, a blank line, the
-    /// body), as the CDN error-page fixtures are written; None if it does not parse.
+    /// body), as the CDN error-page fixtures are written; None if it does not parse. Its
+    /// `Content-Length` and `Transfer-Encoding` are dropped: the server frames the body.
     pub fn parse(text: &str) -> Option<Page> {
         let (head, body) = text.split_once("\n\n")?;
         let mut lines = head.lines();
@@ -64,6 +65,13 @@ impl Page {
         let mut headers = Vec::new();
         for line in lines {
             let (k, v) = line.split_once(':')?;
+            // The server frames the body it sends: a captured length or coding would lie.
+            let k = k.trim();
+            if k.eq_ignore_ascii_case("content-length")
+                || k.eq_ignore_ascii_case("transfer-encoding")
+            {
+                continue;
+            }
             headers.push((
                 http::HeaderName::from_bytes(k.trim().as_bytes()).ok()?,
                 http::HeaderValue::from_str(v.trim()).ok()?,

@@ -76,6 +76,18 @@ impl FakeUpstream {
         Self::started(b).await
     }
 
+    /// Behaves as `mode`, with `headers` added to every response.
+    pub async fn with_headers_mode(
+        name: &str,
+        headers: &[(&str, &str)],
+        mode: Mode,
+    ) -> FakeUpstream {
+        let b = headers
+            .iter()
+            .fold(Self::builder(name).mode(mode), |b, (k, v)| b.header(k, v));
+        Self::started(b).await
+    }
+
     /// Answers 200 with `chunks` body chunks "chunk I\n": the first at once, then one every
     /// `delay` (a streamed response).
     pub async fn drip(name: &str, chunks: usize, delay: Duration) -> FakeUpstream {
@@ -94,6 +106,12 @@ impl FakeUpstream {
     /// Never answers requests for `path`; 200 "ok from NAME" to the rest.
     pub async fn hang_on(name: &str, path: &str) -> FakeUpstream {
         Self::one(name, Mode::OnPath(path.into(), Box::new(Mode::Hang))).await
+    }
+
+    /// Answers every request with the captured response in `tests/fixtures/cdn/FIXTURE.http`
+    /// (a CDN's error page, or an origin's error passed through a CDN).
+    pub async fn page(name: &str, fixture: &str) -> FakeUpstream {
+        Self::one(name, Mode::Page(fixture_page(fixture))).await
     }
 
     /// A port kept bound without listening: connecting there is refused.
@@ -141,4 +159,14 @@ pub fn split_echo(body: &[u8]) -> (String, Bytes) {
         String::from_utf8_lossy(&body[..at]).into_owned(),
         Bytes::copy_from_slice(&body[at + 2..]),
     )
+}
+
+/// The captured response in `tests/fixtures/cdn/NAME.http`.
+pub fn fixture_page(name: &str) -> bascule::demo::Page {
+    let path = format!(
+        "{}/tests/fixtures/cdn/{name}.http",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    bascule::demo::Page::parse(&text).unwrap_or_else(|| panic!("{path}: not a response"))
 }

@@ -100,6 +100,11 @@ function routeBody(route) {
       route.pinned ? h('span', {}, h('span', { class: 'tag pin' }, `PINNED to tier ${route.pinned.tier}`),
         ` ${route.pinned.reason || ''} · `, age(route.pinned.at), ' ',
         h('button', { onclick: unpin }, 'Unpin')) : null),
+    // An origin failing behind healthy CDNs is not a CDN outage: said apart, in its own words.
+    route.origin_failing ? h('p', { class: 'origin-failing', 'data-origin': 'failing' },
+      h('span', { class: 'tag bad' }, 'ORIGIN FAILING'),
+      ' the origin\'s errors reach readers through every tier; the CDNs are not blamed and stay in use')
+      : null,
     h('div', { class: 'chain' }, chain),
     h('p', { class: 'why' }, why, ev ? [' · ', age(ev.at)] : null),
   ];
