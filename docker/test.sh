@@ -146,7 +146,7 @@ until curl -s -m 1 -D - -o /dev/null "http://127.0.0.1:$site_port/" | grep -qi '
   [ $((SECONDS - start)) -lt 20 ] || { docker logs "$id-site-bascule"; fail "the site-config container never served"; }
   sleep 0.2
 done
-docker exec "$id-site-bascule" /bascule status | grep -Eq '^origin +healthy' \
+docker exec "$id-site-bascule" /bascule status | grep -Eq '^origin +origin +healthy' \
   || fail "docker exec NAME /bascule status: $(docker exec "$id-site-bascule" /bascule status 2>&1)"
 [ "$(docker exec "$id-site-bascule" /bascule drain origin --reason "docker test")" = "upstream origin: drained (docker test)" ] \
   || fail "docker exec NAME /bascule drain"
