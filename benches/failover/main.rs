@@ -11,7 +11,8 @@
 //!
 //! - `refuse`: stops listening and closes every open connection (new connects are refused);
 //! - `hang`: accepts and reads requests but never answers;
-//! - `503`, `520`: answers everything with that status.
+//! - `503`, `520`: answers everything with that status;
+//! - `branded-500`, `flapping`, `origin-outage`: what CDNs really did (see `scenario.rs`).
 //!
 //! Reported per scenario (one markdown row; `--out FILE` also writes TSV):
 //!
@@ -34,12 +35,12 @@
 //! with `response_timeout = "2s"`; bare keys at the top of that file belong to the route):
 //!
 //! ```sh
-//! cargo bench --bench failover                                # all four scenarios, < 4 min
+//! cargo bench --bench failover                                # all seven scenarios, < 7 min
 //! cargo bench --bench failover -- --scenario hang --extra-toml fast.toml --out hang.tsv
 //! cargo bench --bench failover -- --haproxy                   # the same against HAProxy
 //! ```
 //!
-//! Options: `--scenario refuse|hang|503|520|all` (all), `--rate N` (1000), `--break-secs S`
+//! Options: `--scenario NAME|all` (all; names as above), `--rate N` (1000), `--break-secs S`
 //! (20), `--heal-window S` (25), `--bin PATH` (the release bascule built by `cargo bench`),
 //! `--extra-toml FILE`, `--out FILE`, `--haproxy`, `--max-in-flight N` (20,000, or less if the
 //! file-descriptor limit is lower). Only 127.0.0.1 and ephemeral ports are used; work files
@@ -54,16 +55,18 @@ mod listening;
 mod load;
 mod proxy;
 mod report;
+mod scenario;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use bascule::demo::{Mode, SimUpstream};
+use bascule::demo::SimUpstream;
 use load::{Finished, Load};
 use proxy::{Proxy, Target, Upstreams};
 use report::{Context, Report, Timeline};
+use scenario::Scenario;
 
 /// Healthy traffic before the primary breaks.
 const WARMUP: Duration = Duration::from_secs(5);
@@ -72,45 +75,10 @@ const STEADY: Duration = Duration::from_secs(2);
 /// How long the proxy may take to accept connections after it starts.
 const STARTUP: Duration = Duration::from_secs(10);
 
-const USAGE: &str = "usage: cargo bench --bench failover -- [--scenario refuse|hang|503|520|all] \
+const USAGE: &str = "usage: cargo bench --bench failover -- [--scenario refuse|hang|503|520|\
+branded-500|flapping|origin-outage|all] \
 [--rate N] [--break-secs S] [--heal-window S] [--bin PATH] [--extra-toml FILE] [--out FILE] \
 [--haproxy] [--max-in-flight N]";
-
-/// How the primary breaks.
-#[derive(Clone, Copy, Debug)]
-enum Scenario {
-    Refuse,
-    Hang,
-    Status503,
-    Status520,
-}
-
-impl Scenario {
-    const ALL: [Scenario; 4] = [
-        Scenario::Refuse,
-        Scenario::Hang,
-        Scenario::Status503,
-        Scenario::Status520,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Scenario::Refuse => "refuse",
-            Scenario::Hang => "hang",
-            Scenario::Status503 => "503",
-            Scenario::Status520 => "520",
-        }
-    }
-
-    fn mode(self) -> Mode {
-        match self {
-            Scenario::Refuse => Mode::Refuse,
-            Scenario::Hang => Mode::Hang,
-            Scenario::Status503 => Mode::Status(503),
-            Scenario::Status520 => Mode::Status(520),
-        }
-    }
-}
 
 struct Options {
     scenarios: Vec<Scenario>,
@@ -183,9 +151,8 @@ fn parse_scenarios(text: &str) -> Result<Vec<Scenario>, String> {
     if text == "all" {
         return Ok(Scenario::ALL.to_vec());
     }
-    let found = Scenario::ALL.iter().find(|s| s.name() == text);
-    found
-        .map(|s| vec![*s])
+    Scenario::parse(text)
+        .map(|s| vec![s])
         .ok_or(format!("unknown scenario {text:?}"))
 }
 
@@ -274,7 +241,7 @@ async fn run_scenario(o: &Options, scenario: Scenario, dir: &Path) -> Result<Rep
         .wait_ready(STARTUP)
         .await
         .map_err(|e| format!("{} ({}): {e}", o.target.name(), dir.display()))?;
-    let (finished, timeline, primary_hits) = drive(o, scenario, &primary, proxy.addr).await;
+    let (finished, timeline, primary_hits) = drive(o, scenario, &ups, proxy.addr).await;
     let expected_failback = proxy.expected_failback;
     match proxy.stop().await {
         Ok(status) if status.success() => {}
@@ -313,18 +280,20 @@ async fn fake(name: &str) -> Result<SimUpstream, String> {
 async fn drive(
     o: &Options,
     scenario: Scenario,
-    primary: &SimUpstream,
+    ups: &Upstreams<'_>,
     proxy: SocketAddr,
 ) -> (Finished, Timeline, Vec<Duration>) {
-    let max_duration = WARMUP + o.break_for + o.heal_window + Duration::from_secs(1);
+    let primary = ups.primary;
+    let heal_window = o.heal_window.max(scenario.after_heal());
+    let max_duration = WARMUP + o.break_for + heal_window + Duration::from_secs(1);
     let load = Load::start(proxy, o.rate, o.max_in_flight, max_duration);
     tokio::time::sleep_until((load.start + WARMUP).into()).await;
-    primary.switch(scenario.mode());
     let broke = load.elapsed();
-    tokio::time::sleep(o.break_for).await;
-    primary.switch(Mode::Ok);
+    scenario.break_for(ups, o.break_for).await;
     let healed = load.elapsed();
-    wait_until_primary_steady(primary, o.heal_window, tick(o.rate)).await;
+    let at_least = tokio::time::Instant::now() + scenario.after_heal();
+    wait_until_primary_steady(primary, heal_window, tick(o.rate)).await;
+    tokio::time::sleep_until(at_least).await;
     let ended = load.elapsed();
     let start = load.start;
     let finished = load.finish().await;

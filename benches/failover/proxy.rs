@@ -191,8 +191,8 @@ fn bascule_config(
         "[listen]\nhttp = [\"{addr}\"]\ndebug_headers = true\n\n\
          [admin]\nlisten = \"{admin}\"\n\n\
          [log]\naccess = false\n\n\
-         [upstreams.primary]\naddress = \"{}\"\n\n\
-         [upstreams.secondary]\naddress = \"{}\"\n\n\
+         [upstreams.primary]\naddress = \"{}\"\nrole = \"cdn\"\n\n\
+         [upstreams.secondary]\naddress = \"{}\"\nrole = \"cdn\"\n\n\
          [upstreams.origin]\naddress = \"{}\"\n\n\
          [[routes]]\nname = \"all\"\nhosts = [\"*\"]\ntiers = [\"primary\", \"secondary\", \"origin\"]\n\n\
          # --extra-toml, appended verbatim\n{}\n",
