@@ -54,6 +54,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cache;
 pub mod cdn;
 pub mod checker;
 pub mod client;

@@ -35,6 +35,20 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// `[defaults] response_timeout`.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// `[upstreams.X] max_in_flight`: no limit.
+pub const MAX_IN_FLIGHT: u32 = 0;
+/// `[upstreams.X] queue_timeout`.
+pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `[cache] max_size`: 256 MiB.
+pub const CACHE_MAX_SIZE: u64 = 256 << 20;
+/// `[cache] max_object`: 8 MiB.
+pub const CACHE_MAX_OBJECT: u64 = 8 << 20;
+/// `[cache] stale_if_error`: one hour.
+pub const CACHE_STALE_IF_ERROR: Duration = Duration::from_secs(3600);
+/// `[cache] lock_timeout`.
+pub const CACHE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// `[defaults.health] path`.
 pub const HEALTH_PATH: &str = "/healthz";
 /// `[defaults.health] interval`.

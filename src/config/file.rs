@@ -34,6 +34,9 @@ pub struct File {
     /// Settings every upstream inherits unless it overrides them.
     #[serde(default)]
     pub defaults: Defaults,
+    /// The origin shield's store (DESIGN §7.3).
+    #[serde(default)]
+    pub cache: Cache,
     /// Upstreams by name, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<Text, Upstream>,
@@ -117,6 +120,20 @@ pub struct Log {
     pub format: Option<Text>,
     /// One line per request. Default: true.
     pub access: Option<bool>,
+}
+
+/// `[cache]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cache {
+    /// Memory the store may hold; "0" turns the cache off. Default: [`CACHE_MAX_SIZE`](super::defaults::CACHE_MAX_SIZE).
+    pub max_size: Option<Spanned<Scalar>>,
+    /// Larger responses are streamed, never stored. Default: [`CACHE_MAX_OBJECT`](super::defaults::CACHE_MAX_OBJECT).
+    pub max_object: Option<Spanned<Scalar>>,
+    /// How long past freshness a stored response may serve when every tier fails. Default: [`CACHE_STALE_IF_ERROR`](super::defaults::CACHE_STALE_IF_ERROR).
+    pub stale_if_error: Option<Text>,
+    /// Longest wait of a coalesced request for the one in flight. Default: [`CACHE_LOCK_TIMEOUT`](super::defaults::CACHE_LOCK_TIMEOUT).
+    pub lock_timeout: Option<Text>,
 }
 
 /// `[tls]`.
@@ -207,6 +224,10 @@ pub struct Upstream {
     pub connect_timeout: Option<Text>,
     /// Overrides `defaults.response_timeout`.
     pub response_timeout: Option<Text>,
+    /// Requests in flight to it at most (0 = no limit). Default: [`MAX_IN_FLIGHT`](super::defaults::MAX_IN_FLIGHT).
+    pub max_in_flight: Option<Spanned<i64>>,
+    /// Longest wait for an in-flight slot. Default: [`QUEUE_TIMEOUT`](super::defaults::QUEUE_TIMEOUT).
+    pub queue_timeout: Option<Text>,
     /// Overrides keys of `[defaults.health]`.
     #[serde(default)]
     pub health: Health,
@@ -229,6 +250,8 @@ pub struct Route {
     pub tiers: Spanned<Vec<TierEntry>>,
     /// A recovered higher tier must stay healthy this long first. Default: [`FAILBACK_DELAY`](super::defaults::FAILBACK_DELAY).
     pub failback_delay: Option<Text>,
+    /// When fresh stored responses are served: "direct", "always" or "off". Default: "direct".
+    pub cache: Option<Text>,
     /// `[routes.retry]`.
     #[serde(default)]
     pub retry: Retry,

@@ -36,6 +36,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[log]`.
     pub log: Log,
+    /// `[cache]`.
+    pub cache: CacheSpec,
     /// `[[tls.certificates]]`, loaded and checked (paths resolved against the config file's
     /// directory).
     pub certificates: Vec<ServerCert>,
@@ -97,6 +99,32 @@ pub struct Limits {
     pub max_in_flight_per_connection: usize,
     /// Bytes of buffered request bodies one connection may hold at once.
     pub body_buffer_per_connection: usize,
+}
+
+/// `[cache]`: the origin shield's store (DESIGN §7.3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSpec {
+    /// Bytes the store may hold; 0: no cache (no store is allocated).
+    pub max_size: u64,
+    /// Responses larger than this are streamed and never stored.
+    pub max_object: u64,
+    /// How long past freshness a stored copy may serve when every tier fails (unless the
+    /// response's own `stale-if-error` says otherwise).
+    pub stale_if_error: Duration,
+    /// Longest wait of a coalesced request for the one in flight.
+    pub lock_timeout: Duration,
+}
+
+/// When a route serves fresh stored responses (`[[routes]] cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheMode {
+    /// Only while the route's active tier is an origin-role tier (the default).
+    #[default]
+    Direct,
+    /// Whatever tier is active.
+    Always,
+    /// Never (stale copies still serve when every tier fails).
+    Off,
 }
 
 /// Log output format.
@@ -187,6 +215,10 @@ pub struct UpstreamSpec {
     pub connect_timeout: Duration,
     /// Deadline for response headers.
     pub response_timeout: Duration,
+    /// Requests in flight to it at most; 0: no limit.
+    pub max_in_flight: u32,
+    /// Longest wait for an in-flight slot before the attempt fails (`overloaded`).
+    pub queue_timeout: Duration,
     /// Active checks.
     pub health: HealthSpec,
     /// Passive detection.
@@ -272,6 +304,8 @@ pub struct RouteSpec {
     pub tiers: Vec<Vec<String>>,
     /// Continuous health a recovered higher tier needs before use.
     pub failback_delay: Duration,
+    /// When fresh stored responses are served.
+    pub cache: CacheMode,
     /// Retry policy.
     pub retry: RetrySpec,
 }

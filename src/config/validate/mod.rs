@@ -182,6 +182,7 @@ impl<'a> Checker<'a> {
         let admin = self.admin(&raw.admin);
         let limits = self.limits(&raw.limits);
         let log = self.log(&raw.log);
+        let cache = self.cache(&raw.cache);
         let certificates: Vec<ServerCert> = raw
             .tls
             .certificates
@@ -227,6 +228,7 @@ impl<'a> Checker<'a> {
             admin,
             limits,
             log,
+            cache,
             certificates,
             upstreams,
             routes,

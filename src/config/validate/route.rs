@@ -70,8 +70,22 @@ impl Checker<'_> {
                     .value(t, &format!("{ctx}: failback_delay"), units::duration)
                     .unwrap_or_default(),
             };
+            let cache = match &r.cache {
+                None => CacheMode::default(),
+                Some(t) => self
+                    .value(t, &format!("{ctx}: cache"), |s| match s {
+                        "direct" => Ok(CacheMode::Direct),
+                        "always" => Ok(CacheMode::Always),
+                        "off" => Ok(CacheMode::Off),
+                        other => Err(format!(
+                            "{other:?} is not \"direct\", \"always\" or \"off\""
+                        )),
+                    })
+                    .unwrap_or_default(),
+            };
             let retry = self.retry(&r.retry, &ctx);
             out.push(RouteSpec {
+                cache,
                 name,
                 hosts,
                 path_prefix,

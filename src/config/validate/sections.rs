@@ -163,6 +163,51 @@ impl Checker<'_> {
         }
     }
 
+    pub(super) fn cache(&mut self, c: &file::Cache) -> CacheSpec {
+        let max_size = self.size(
+            c.max_size.as_ref(),
+            "cache.max_size",
+            defaults::CACHE_MAX_SIZE,
+        );
+        let max_object = self.size(
+            c.max_object.as_ref(),
+            "cache.max_object",
+            defaults::CACHE_MAX_OBJECT,
+        );
+        if let Some(v) = c.max_object.as_ref().filter(|_| max_object == 0) {
+            self.error(
+                v.span(),
+                "cache.max_object: must be greater than zero".into(),
+            );
+        }
+        if let Some(v) = c
+            .max_object
+            .as_ref()
+            .filter(|_| max_size > 0 && max_object > max_size)
+        {
+            self.error(
+                v.span(),
+                format!("cache.max_object: {max_object} bytes is more than cache.max_size"),
+            );
+        }
+        CacheSpec {
+            max_size,
+            max_object,
+            stale_if_error: match &c.stale_if_error {
+                None => defaults::CACHE_STALE_IF_ERROR,
+                // "0" is allowed here: no stale copies unless a response asks for them.
+                Some(t) => self
+                    .value(t, "cache.stale_if_error", units::duration)
+                    .unwrap_or(defaults::CACHE_STALE_IF_ERROR),
+            },
+            lock_timeout: self.duration(
+                c.lock_timeout.as_ref(),
+                "cache.lock_timeout",
+                defaults::CACHE_LOCK_TIMEOUT,
+            ),
+        }
+    }
+
     pub(super) fn log(&mut self, l: &file::Log) -> Log {
         let format = match &l.format {
             None => LogFormat::Text,

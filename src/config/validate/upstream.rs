@@ -65,6 +65,18 @@ impl Checker<'_> {
             &key("response_timeout"),
             defaults::RESPONSE_TIMEOUT,
         );
+        let max_in_flight = self.count(
+            u.max_in_flight.as_ref(),
+            &key("max_in_flight"),
+            0,
+            1_000_000,
+            defaults::MAX_IN_FLIGHT,
+        );
+        let queue_timeout = self.duration(
+            u.queue_timeout.as_ref(),
+            &key("queue_timeout"),
+            defaults::QUEUE_TIMEOUT,
+        );
         let (h, dh) = (&u.health, &d.health);
         let probe_host = h
             .host
@@ -150,6 +162,8 @@ impl Checker<'_> {
             origin_marker,
             connect_timeout,
             response_timeout,
+            max_in_flight,
+            queue_timeout,
             health: HealthSpec {
                 path: path?,
                 interval,
