@@ -38,7 +38,7 @@ use crate::events::EventLog;
 use crate::metrics::{Format, Metrics};
 use crate::routing::RoutingTable;
 use history::History;
-use operator::{by, PinBody, Reason};
+use operator::{by, PinBody, Purge, Reason};
 use ready::Readiness;
 use status::Status;
 
@@ -184,11 +184,16 @@ impl AdminApi {
                 Ok(r) => self.unpin(name, &r.reason_or(peer)),
                 Err(e) => e,
             },
+            (&Method::POST, ["cache", "purge"]) => match read_json::<Purge>(body).await {
+                Ok(p) => self.purge(&p),
+                Err(e) => e,
+            },
             (&Method::GET, ["demo"]) => self.demo_modes(),
             (&Method::POST, ["demo", name, mode]) => self.demo_set(name, mode),
             (_, ["status"] | ["ready"] | ["reload"] | ["metrics"] | ["history"])
             | (_, ["upstreams", _, "drain" | "undrain"])
-            | (_, ["routes", _, "pin" | "unpin"]) => json_answer(
+            | (_, ["routes", _, "pin" | "unpin"])
+            | (_, ["cache", "purge"]) => json_answer(
                 StatusCode::METHOD_NOT_ALLOWED,
                 &json!({"error": "method not allowed"}),
             ),
@@ -245,6 +250,24 @@ impl AdminApi {
         }
     }
 
+    /// `POST /cache/purge` (DESIGN §7.3): `{"host": "…", "path": "…"}`, a path ending in `*`
+    /// purging every path with that prefix.
+    fn purge(&self, p: &Purge) -> Answer {
+        if p.host.is_empty() || !(p.path.starts_with('/') || p.path == "*") {
+            return json_answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({"error": "give host and a path starting with '/' (a trailing '*' purges a prefix)"}),
+            );
+        }
+        let table = self.table.load();
+        let Some(store) = table.cache.as_ref() else {
+            return json_answer(StatusCode::OK, &json!({"purged": 0}));
+        };
+        let purged = store.purge(&p.host, &p.path);
+        tracing::info!(host = %p.host, path = %p.path, purged, "cache purge");
+        json_answer(StatusCode::OK, &json!({ "purged": purged }))
+    }
+
     fn demo_modes(&self) -> Answer {
         let Some(demo) = &self.demo else {
             return json_answer(StatusCode::NOT_FOUND, &json!({"error": "not a demo"}));
@@ -283,6 +306,13 @@ impl AdminApi {
                 .routes
                 .iter()
                 .map(|r| (r.spec.name.as_str(), r.state.active())),
+        );
+        self.metrics.set_cache_state(
+            table.cache.as_ref().map_or(0, |c| c.bytes()),
+            table
+                .upstreams
+                .iter()
+                .filter_map(|u| Some((u.name(), u.gate.as_ref()?.queue_depth()))),
         );
         let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
         let format = Format::negotiate(accept);

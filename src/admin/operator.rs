@@ -89,6 +89,14 @@ pub(super) struct PinBody {
     pub(super) reason: Option<String>,
 }
 
+/// `{"host": "www.example.com", "path": "/news/*"}` (`POST /cache/purge`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Purge {
+    pub(super) host: String,
+    pub(super) path: String,
+}
+
 /// The reason recorded when a request gives none.
 pub(super) fn by(peer: SocketAddr) -> String {
     format!("admin API request from {}", peer.ip())

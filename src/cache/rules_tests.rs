@@ -242,7 +242,8 @@ fn only_get_answers_with_a_cacheable_status_are_stored() {
 
 #[test]
 fn requests_that_may_use_the_store() {
-    let rows: [(&Method, &[(&str, &str)], Lookup); 8] = [
+    type Row<'a> = (&'a Method, &'a [(&'a str, &'a str)], Lookup);
+    let rows: [Row; 8] = [
         (&Method::GET, &[], Lookup::Use { authorized: false }),
         (&Method::HEAD, &[], Lookup::Use { authorized: false }),
         (

@@ -55,3 +55,10 @@ pub struct OpLabel {
 pub struct ReloadLabels {
     pub(crate) result: &'static str,
 }
+
+/// `{route, result}` of a request that met the cache.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub(crate) route: String,
+    pub(crate) result: &'static str,
+}

@@ -53,11 +53,13 @@ pub enum Outcome {
     LocalError,
     /// A CDN answered with its own error page (DESIGN §7.1).
     CdnError,
+    /// No admission slot within `queue_timeout` (DESIGN §7.3): nothing was sent.
+    Overloaded,
 }
 
 impl Outcome {
     /// Every outcome, in label-index order.
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Ok,
         Outcome::ConnectError,
         Outcome::Timeout,
@@ -66,6 +68,7 @@ impl Outcome {
         Outcome::ClientError,
         Outcome::LocalError,
         Outcome::CdnError,
+        Outcome::Overloaded,
     ];
 
     /// The label value.
@@ -79,6 +82,7 @@ impl Outcome {
             Outcome::ClientError => "client_error",
             Outcome::LocalError => "local_error",
             Outcome::CdnError => "cdn_error",
+            Outcome::Overloaded => "overloaded",
         }
     }
 }
@@ -103,6 +107,9 @@ pub struct Metrics {
     config_reloads: Family<ReloadLabels, Counter>,
     config_generation: Gauge,
     local_errors: Family<OpLabel, Counter>,
+    pub(crate) cache_requests: Family<CacheLabels, Counter>,
+    cache_bytes: Gauge,
+    queue_depth: Family<UpstreamLabel, Gauge>,
     /// Requests answered before a route was found (400, 404).
     unrouted: OnceLock<RouteMetrics>,
     /// Each upstream's attempt latencies, by name: kept across reloads like its counters.
@@ -141,7 +148,7 @@ impl Metrics {
         let attempts = register(
             reg,
             "bascule_upstream_attempts",
-            "Attempts sent to an upstream, by outcome (ok, connect_error, timeout, retry_status, error, client_error, local_error, cdn_error)",
+            "Attempts sent to an upstream, by outcome (ok, connect_error, timeout, retry_status, error, client_error, local_error, cdn_error, overloaded)",
         );
         let failures = register(
             reg,
@@ -178,6 +185,21 @@ impl Metrics {
             "bascule_local_errors",
             "Failures of bascule's own resources (file descriptors, memory), by operation (accept, connect): never counted against an upstream",
         );
+        let cache_requests = register(
+            reg,
+            "bascule_cache_requests",
+            "Requests that met the cache, by route and result (hit, stale, coalesced, miss, bypass)",
+        );
+        let cache_bytes = register(
+            reg,
+            "bascule_cache_bytes",
+            "Bytes held by the cache store (bodies, headers, keys and per-entry overhead)",
+        );
+        let queue_depth = register(
+            reg,
+            "bascule_upstream_queue_depth",
+            "Requests waiting for an admission slot of an upstream with max_in_flight",
+        );
         for op in ["accept", "connect"] {
             local_errors.get_or_create(&OpLabel { op }).inc_by(0);
         }
@@ -200,6 +222,9 @@ impl Metrics {
             config_reloads,
             config_generation,
             local_errors,
+            cache_requests,
+            cache_bytes,
+            queue_depth,
             unrouted: OnceLock::new(),
             latencies: Mutex::default(),
             route_slots: Mutex::default(),
@@ -308,6 +333,25 @@ impl Metrics {
                     route: name.to_owned(),
                 })
                 .set(v);
+        }
+    }
+
+    /// Sets the cache gauges: the store's bytes, and the queue depth of each upstream with an
+    /// admission limit (name, waiting), forgetting the others.
+    pub fn set_cache_state<'a>(
+        &self,
+        bytes: u64,
+        queues: impl IntoIterator<Item = (&'a str, usize)>,
+    ) {
+        self.cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.queue_depth.clear();
+        for (name, depth) in queues {
+            self.queue_depth
+                .get_or_create(&UpstreamLabel {
+                    upstream: name.to_owned(),
+                })
+                .set(i64::try_from(depth).unwrap_or(i64::MAX));
         }
     }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 
 use super::histogram::AtomicHistogram;
-use super::{Metrics, RequestLabels};
+use super::{CacheLabels, Metrics, RequestLabels};
+use crate::cache::CacheResult;
 
 /// The status codes that get a cached counter slot (any other takes the family's lock):
 /// 100–103, 200–208, 300–308, 400–431, 500–530.
@@ -75,6 +76,8 @@ pub struct RouteMetrics {
     duration: AtomicHistogram,
     /// Per upstream (and "-"), per cached status code (`slot_of`).
     slots: Vec<Slots>,
+    /// `bascule_cache_requests_total`, indexed by [`CacheResult`].
+    cache: [Counter; CacheResult::ALL.len()],
     metrics: Arc<Metrics>,
 }
 
@@ -97,7 +100,14 @@ impl RouteMetrics {
         slots: Vec<Slots>,
     ) -> RouteMetrics {
         debug_assert_eq!(slots.len(), upstreams.len() + 1);
+        let cache = CacheResult::ALL.map(|result| {
+            metrics.cache_requests.get_or_create_owned(&CacheLabels {
+                route: name.to_owned(),
+                result: result.as_str(),
+            })
+        });
         RouteMetrics {
+            cache,
             name: name.to_owned(),
             upstreams,
             duration,
@@ -129,6 +139,16 @@ impl RouteMetrics {
             // A rare code: counted through the family (a read lock, or a write on first use).
             None => self.metrics.requests.get_or_create(&labels()).inc(),
         };
+    }
+
+    /// Counts a request that met the cache, by how.
+    pub fn cache(&self, result: CacheResult) {
+        self.cache[result as usize].inc();
+    }
+
+    /// The cache results counted so far, in [`CacheResult::ALL`] order.
+    pub fn cache_totals(&self) -> [u64; CacheResult::ALL.len()] {
+        CacheResult::ALL.map(|r| self.cache[r as usize].get())
     }
 
     /// Counts an attempt that failed on bascule's own resources before reaching the upstream.

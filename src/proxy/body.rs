@@ -8,6 +8,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 
+use std::sync::Arc;
+
+use crate::cache::{Entry, Filling};
 use crate::health::InFlight;
 
 /// A response body for the client.
@@ -18,6 +21,10 @@ pub struct ProxyBody {
     _in_flight: Option<InFlight>,
     /// Keeps the client connection's upstream slot until the body is done.
     _slot: Option<OwnedSemaphorePermit>,
+    /// Keeps the upstream's admission slot (`max_in_flight`) until the body is done.
+    _admitted: Option<OwnedSemaphorePermit>,
+    /// Stores the body while it streams (the origin shield), until it is past `max_object`.
+    fill: Option<Box<Filling>>,
 }
 
 #[derive(Debug)]
@@ -28,6 +35,11 @@ enum Kind {
         body: crate::client::Body,
     },
     Full(Option<Bytes>),
+    /// A stored response's body: its chunks from `next` on.
+    Stored {
+        entry: Arc<Entry>,
+        next: usize,
+    },
 }
 
 impl ProxyBody {
@@ -49,6 +61,8 @@ impl ProxyBody {
             },
             _in_flight: Some(in_flight),
             _slot: None,
+            _admitted: None,
+            fill: None,
         }
     }
 
@@ -59,6 +73,8 @@ impl ProxyBody {
             kind: Kind::Full((!b.is_empty()).then_some(b)),
             _in_flight: None,
             _slot: None,
+            _admitted: None,
+            fill: None,
         }
     }
 
@@ -68,7 +84,33 @@ impl ProxyBody {
             kind: Kind::Full(None),
             _in_flight: None,
             _slot: None,
+            _admitted: None,
+            fill: None,
         }
+    }
+
+    /// A stored response's body (`head`: none, just its length).
+    pub fn stored(entry: Arc<Entry>, head: bool) -> ProxyBody {
+        let next = if head { entry.chunks.len() } else { 0 };
+        ProxyBody {
+            kind: Kind::Stored { entry, next },
+            _in_flight: None,
+            _slot: None,
+            _admitted: None,
+            fill: None,
+        }
+    }
+
+    /// Stores what streams through into `fill` (an upstream's body only).
+    pub fn store_into(&mut self, fill: Filling) {
+        if matches!(self.kind, Kind::Upstream { .. }) {
+            self.fill = Some(Box::new(fill));
+        }
+    }
+
+    /// Holds `permit` (an upstream's admission slot) until the body ends.
+    pub fn admitted(&mut self, permit: Option<OwnedSemaphorePermit>) {
+        self._admitted = permit;
     }
 
     /// Holds `slot` (the client connection's permit to use an upstream) until the body ends.
@@ -91,16 +133,48 @@ impl Body for ProxyBody {
         match &mut this.kind {
             Kind::Upstream { prefix, body } => {
                 if let Some(p) = prefix.take() {
+                    if let Some(fill) = &mut this.fill {
+                        if !fill.push(&p) {
+                            this.fill = None;
+                        }
+                    }
                     return Poll::Ready(Some(Ok(Frame::data(p))));
                 }
-                let r = Pin::new(body).poll_frame(cx);
-                if let Poll::Ready(None) = r {
-                    this._in_flight = None;
-                    this._slot = None;
+                let r = Pin::new(&mut *body).poll_frame(cx);
+                match &r {
+                    Poll::Ready(None) => {
+                        this._in_flight = None;
+                        this._slot = None;
+                        this._admitted = None;
+                        if let Some(fill) = this.fill.take() {
+                            fill.finish();
+                        }
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let (Some(fill), Some(data)) = (&mut this.fill, frame.data_ref()) {
+                            if !fill.push(data) {
+                                this.fill = None;
+                            }
+                        }
+                        // hyper stops polling once a body says it has ended.
+                        if body.is_end_stream() {
+                            if let Some(fill) = this.fill.take() {
+                                fill.finish();
+                            }
+                        }
+                    }
+                    // A broken body is not stored; the waiters go upstream themselves.
+                    Poll::Ready(Some(Err(_))) => this.fill = None,
+                    Poll::Pending => {}
                 }
                 r
             }
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stored { entry, next } => {
+                let chunk = entry.chunks.get(*next).cloned();
+                *next += 1;
+                Poll::Ready(chunk.map(|c| Ok(Frame::data(c))))
+            }
         }
     }
 
@@ -108,6 +182,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Upstream { prefix, body } => prefix.is_none() && body.is_end_stream(),
             Kind::Full(b) => b.is_none(),
+            Kind::Stored { entry, next } => *next >= entry.chunks.len(),
         }
     }
 
@@ -124,6 +199,12 @@ impl Body for ProxyBody {
                 h
             }
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Stored { entry, next } => SizeHint::with_exact(
+                entry
+                    .chunks
+                    .get(*next..)
+                    .map_or(0, |c| c.iter().map(|c| c.len() as u64).sum()),
+            ),
         }
     }
 }

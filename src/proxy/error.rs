@@ -27,6 +27,8 @@ pub enum Failure {
     ClientBody,
     /// bascule itself ran out of a resource (file descriptors, memory) before sending.
     Local,
+    /// The upstream's `max_in_flight` slots stayed taken for `queue_timeout`: not sent.
+    Overloaded,
 }
 
 impl Failure {
@@ -54,7 +56,9 @@ impl Failure {
     /// Whether the failure proves that nothing of the request reached the upstream.
     pub fn nothing_sent(self) -> bool {
         match self {
-            Failure::Connect | Failure::ConnectTimeout | Failure::Local => true,
+            Failure::Connect | Failure::ConnectTimeout | Failure::Local | Failure::Overloaded => {
+                true
+            }
             Failure::ResponseTimeout
             | Failure::Status
             | Failure::CdnError
@@ -72,7 +76,10 @@ impl Failure {
     /// Whether it says something about the upstream (the client's body and bascule's own
     /// resources say nothing).
     pub fn is_upstream_side(self) -> bool {
-        !matches!(self, Failure::ClientBody | Failure::Local)
+        !matches!(
+            self,
+            Failure::ClientBody | Failure::Local | Failure::Overloaded
+        )
     }
 
     /// Whether it was a timeout (the final answer is then 504 rather than 502).
@@ -84,7 +91,8 @@ impl Failure {
             | Failure::CdnError
             | Failure::Other
             | Failure::ClientBody
-            | Failure::Local => false,
+            | Failure::Local
+            | Failure::Overloaded => false,
         }
     }
 
@@ -103,7 +111,8 @@ impl Failure {
             Failure::ResponseTimeout | Failure::Status | Failure::CdnError | Failure::Other => {
                 answered_elsewhere
             }
-            Failure::ClientBody | Failure::Local => false,
+            // A full queue is bascule's own limit doing its job, not the upstream failing.
+            Failure::ClientBody | Failure::Local | Failure::Overloaded => false,
         }
     }
 
@@ -117,6 +126,7 @@ impl Failure {
             Failure::Other => Outcome::Error,
             Failure::ClientBody => Outcome::ClientError,
             Failure::Local => Outcome::LocalError,
+            Failure::Overloaded => Outcome::Overloaded,
         }
     }
 }
@@ -134,7 +144,7 @@ pub fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
 
 /// The answer when every attempt failed, by the last failure.
 pub fn exhausted(last: Option<Failure>) -> Response<ProxyBody> {
-    if last == Some(Failure::Local) {
+    if matches!(last, Some(Failure::Local | Failure::Overloaded)) {
         let mut r = local(
             StatusCode::SERVICE_UNAVAILABLE,
             "503 Service Unavailable: overloaded, try again shortly\n",

@@ -135,6 +135,21 @@ async fn send(
     on_status: &crate::config::StatusSet,
 ) -> Sent {
     let deadline = upstream.spec.response_timeout;
+    // Admission (DESIGN §7.3): only upstreams with a limit have a gate.
+    let admitted = match &upstream.gate {
+        None => None,
+        Some(gate) => match gate.admit(upstream.spec.queue_timeout).await {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                debug!(
+                    upstream = upstream.name(),
+                    "no admission slot within queue_timeout"
+                );
+                let what = "max_in_flight reached for queue_timeout".to_owned();
+                return Sent::Failed(Failure::Overloaded, None, what);
+            }
+        },
+    };
     let in_flight = upstream.live.health.start_request();
     let started = Instant::now();
     let response = upstream.live.client.request(req);
@@ -162,8 +177,9 @@ async fn send(
                 (None, None)
             };
             headers::rewrite_response(&mut parts.headers);
-            let resp =
-                Response::from_parts(parts, ProxyBody::upstream_after(prefix, body, in_flight));
+            let mut body = ProxyBody::upstream_after(prefix, body, in_flight);
+            body.admitted(admitted);
+            let resp = Response::from_parts(parts, body);
             if let Some(cdn) = generated {
                 debug!(
                     upstream = upstream.name(),

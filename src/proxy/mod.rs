@@ -1,5 +1,7 @@
 //! The request path: one routing-snapshot load per request, head checks, path normalization,
-//! route match, header rewrite, then the forwarder walks the attempt plan. Holds no locks.
+//! route match, header rewrite, then the origin shield (`shield`: the cache) and the forwarder
+//! behind it, which walks the attempt plan. Holds no locks outside the cache store's shards
+//! (and, on a miss of a cacheable request, the map of requests in flight).
 
 pub mod blame;
 pub mod body;
@@ -10,6 +12,7 @@ pub mod head;
 pub mod headers;
 pub mod host;
 pub mod path;
+pub mod shield;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -31,6 +34,7 @@ use error::Failure;
 
 static X_BASCULE_UPSTREAM: HeaderName = HeaderName::from_static("x-bascule-upstream");
 static X_BASCULE_ATTEMPTS: HeaderName = HeaderName::from_static("x-bascule-attempts");
+static X_BASCULE_CACHE: HeaderName = HeaderName::from_static("x-bascule-cache");
 
 /// The proxy: shared by every connection.
 #[derive(Clone)]
@@ -169,8 +173,20 @@ impl Proxy {
             buffered: &conn.buffered,
             cap: self.body_buffer,
         };
-        let (mut resp, report) =
-            forward::forward(route, parts, body, received_host.clone(), &limits).await;
+        let (mut resp, report, cached) = shield::serve(
+            route,
+            parts,
+            body,
+            received_host.clone(),
+            &limits,
+            table.cache.as_ref(),
+            &table.config.cache,
+            host,
+        )
+        .await;
+        if let Some(result) = cached {
+            route.metrics.cache(result);
+        }
         if let Some(slot) = slot {
             resp.body_mut().hold(slot);
         }
@@ -191,6 +207,12 @@ impl Proxy {
                 X_BASCULE_ATTEMPTS.clone(),
                 HeaderValue::from(report.attempts),
             );
+            if let Some(result) = cached {
+                h.insert(
+                    X_BASCULE_CACHE.clone(),
+                    HeaderValue::from_static(result.as_str()),
+                );
+            }
         }
         if let Some((method, uri, host)) = &logged {
             access_log(&Access {

@@ -4,6 +4,7 @@
 //! tier, pin); a [`Registry`] hands the live objects out, so an upstream whose identity is
 //! unchanged keeps its health and connections across reloads (DESIGN §7.5).
 
+pub mod admission;
 pub mod matcher;
 pub mod registry;
 pub mod upstream;
@@ -84,6 +85,9 @@ pub struct RoutingTable {
     pub rewrite: Rewrite,
     /// Certificates of the HTTPS listeners, by SNI.
     pub certs: CertTable,
+    /// The origin shield's store (shared by every route, kept across reloads); None when
+    /// `[cache] max_size` is 0.
+    pub cache: Option<Arc<crate::cache::Store>>,
     matcher: Matcher,
 }
 
@@ -163,7 +167,9 @@ impl RoutingTable {
             trusted_proxies: config.listen.trusted_proxies.clone(),
         };
         let certs = CertTable::new(&config.certificates);
+        let cache = registry.cache(&config.cache);
         Ok(RoutingTable {
+            cache,
             generation,
             loaded_at: SystemTime::now(),
             certs,

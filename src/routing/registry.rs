@@ -13,8 +13,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::{LiveUpstream, Upstream, UpstreamError};
+use crate::cache::Store;
 use crate::client::Dns;
-use crate::config::{RouteSpec, UpstreamSpec};
+use crate::config::{CacheSpec, RouteSpec, UpstreamSpec};
 use crate::events::{Action, Change, Event, Signals};
 use crate::metrics::Metrics;
 
@@ -154,6 +155,9 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     upstreams: Mutex<HashMap<String, Arc<Upstream>>>,
     routes: Mutex<HashMap<String, (RouteSpec, Arc<RouteState>)>>,
+    /// The cache store, made by the first table with `[cache] max_size` > 0 and kept by every
+    /// table after it (its size is fixed until restart).
+    cache: Mutex<Option<Arc<Store>>>,
 }
 
 impl Registry {
@@ -166,6 +170,33 @@ impl Registry {
             metrics,
             upstreams: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The cache store for `spec`: the one in use (its `max_object` retuned), else a new one;
+    /// None while `max_size` is 0 (nothing allocated). A store, once made, lives until
+    /// restart: `max_size` changes (0 included) take a restart.
+    pub fn cache(&self, spec: &CacheSpec) -> Option<Arc<Store>> {
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match &*c {
+            Some(store) => {
+                if store.max_size() != spec.max_size {
+                    tracing::warn!(
+                        running = store.max_size(),
+                        configured = spec.max_size,
+                        "cache.max_size changes take a restart"
+                    );
+                }
+                store.retune(spec);
+                Some(Arc::clone(store))
+            }
+            None if spec.max_size == 0 => None,
+            None => {
+                let store = Store::new(spec);
+                *c = Some(Arc::clone(&store));
+                Some(store)
+            }
         }
     }
 
@@ -205,6 +236,7 @@ impl Registry {
                 }
             };
             out.push(Arc::new(Upstream {
+                gate: live.gate(spec.max_in_flight),
                 spec: spec.clone(),
                 live,
             }));

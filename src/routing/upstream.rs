@@ -4,7 +4,9 @@
 //! timeouts, health or passive settings — gets a new `Upstream` over the same live object and
 //! retunes it in place when it commits.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use super::admission::Gate;
 
 use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme as UriScheme};
@@ -47,6 +49,9 @@ impl HostName {
 pub struct Upstream {
     /// Its configuration in this table (timeouts are read from here per request).
     pub spec: UpstreamSpec,
+    /// Its admission gate when `max_in_flight` > 0 (the live object's, kept while the limit
+    /// is unchanged).
+    pub gate: Option<Arc<Gate>>,
     /// What outlives reloads: pool, health, counters.
     pub live: Arc<LiveUpstream>,
 }
@@ -93,6 +98,8 @@ pub struct LiveUpstream {
     pub name_header: HeaderValue,
     /// Attempt counters (`bascule_upstream_attempts_total`).
     pub metrics: UpstreamMetrics,
+    /// The admission gate of the last table built over it (reused while its limit holds).
+    gate: Mutex<Option<Arc<Gate>>>,
 }
 
 impl std::fmt::Debug for LiveUpstream {
@@ -165,7 +172,27 @@ impl LiveUpstream {
             address_host,
             name_header,
             metrics,
+            gate: Mutex::new(None),
         })
+    }
+
+    /// The admission gate for `max_in_flight` (None for 0: no limit): the one in use when
+    /// its limit is the same, so a reload keeps the requests it is counting (DESIGN §7.5).
+    /// A changed limit starts a new gate; requests already admitted finish on the old one.
+    pub fn gate(&self, max_in_flight: u32) -> Option<Arc<Gate>> {
+        let mut g = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*g, max_in_flight) {
+            (_, 0) => {
+                *g = None;
+                None
+            }
+            (Some(old), n) if old.limit() == n => Some(Arc::clone(old)),
+            (_, n) => {
+                let new = Arc::new(Gate::new(n));
+                *g = Some(Arc::clone(&new));
+                Some(new)
+            }
+        }
     }
 
     /// The upstream's name.

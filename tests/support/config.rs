@@ -16,6 +16,7 @@ use super::upstream::FakeUpstream;
 pub struct ProxyConfig {
     pub(super) listen: String,
     pub(super) limits: String,
+    pub(super) cache: String,
     pub(super) body: String,
     pub(super) admin: bool,
     pub(super) admin_lines: String,
@@ -55,6 +56,13 @@ impl ProxyConfig {
     pub fn limits(mut self, lines: &str) -> ProxyConfig {
         self.limits.push_str(lines);
         self.limits.push('\n');
+        self
+    }
+
+    /// Adds lines to `[cache]`, e.g. `max_object = "64KiB"`.
+    pub fn cache(mut self, lines: &str) -> ProxyConfig {
+        self.cache.push_str(lines);
+        self.cache.push('\n');
         self
     }
 
@@ -176,8 +184,8 @@ impl ProxyConfig {
         };
         format!(
             "[listen]\nhttp = [\"{addr}\"]\n{https}debug_headers = true\n{}\n{admin}\n\
-             [limits]\n{}\n{tls}\n{defaults}{}",
-            self.listen, self.limits, self.body
+             [limits]\n{}\n[cache]\n{}\n{tls}\n{defaults}{}",
+            self.listen, self.limits, self.cache, self.body
         )
     }
 

@@ -131,6 +131,19 @@ impl FakeUpstream {
         Self::started(SimUpstream::builder(name).probe_path(probe_path).timed()).await
     }
 
+    /// Like `switchable`, with `headers` added to every response.
+    pub async fn switchable_with_headers(
+        name: &str,
+        probe_path: &str,
+        headers: &[(&str, &str)],
+    ) -> FakeUpstream {
+        let b = headers.iter().fold(
+            SimUpstream::builder(name).probe_path(probe_path).timed(),
+            |b, (k, v)| b.header(k, v),
+        );
+        Self::started(b).await
+    }
+
     /// One behaviour, probes always answered 200.
     async fn one(name: &str, mode: Mode) -> FakeUpstream {
         Self::started(Self::builder(name).mode(mode)).await
