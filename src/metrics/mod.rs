@@ -445,7 +445,7 @@ mod tests {
         assert!(!text.contains("# EOF"), "{text}");
         // The crate writes HELP unescaped: no text may need escaping in either format.
         let helps: Vec<&str> = om.lines().filter(|l| l.starts_with("# HELP")).collect();
-        assert_eq!(helps.len(), 10, "{om}");
+        assert_eq!(helps.len(), 12, "{om}");
         assert!(helps.iter().all(|l| !l.contains(['"', '\\'])), "{om}");
     }
 
