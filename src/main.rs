@@ -95,6 +95,17 @@ struct RouteArgs {
     admin: AdminArgs,
 }
 
+/// `purge`: which stored copies, and where.
+#[derive(Args)]
+struct PurgeArgs {
+    /// The site's host name, e.g. www.example.com
+    host: String,
+    /// A path, e.g. /news/story, or a prefix ending in '*', e.g. '/news/*'
+    path: String,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy.
@@ -124,6 +135,9 @@ enum Command {
     /// Send no new requests to an upstream (say, a CDN before its maintenance) until undrained.
     #[command(override_usage = "bascule drain <UPSTREAM> [--reason <REASON>]")]
     Drain(UpstreamArgs),
+    /// Remove stored copies from the cache: one path, or every path under a prefix ('/news/*').
+    #[command(override_usage = "bascule purge <HOST> <PATH>")]
+    Purge(PurgeArgs),
     /// Use a drained upstream again, at once.
     #[command(override_usage = "bascule undrain <UPSTREAM> [--reason <REASON>]")]
     Undrain(UpstreamArgs),
@@ -209,6 +223,10 @@ fn main() -> ExitCode {
             operate(&a.admin, Action::Unpin { route, reason })
         }
         Command::Reload { admin } => operate(&admin, Action::Reload),
+        Command::Purge(a) => {
+            let (host, path) = (a.host, a.path);
+            operate(&a.admin, Action::Purge { host, path })
+        }
         Command::Health { config, ready } => one_shot("health", |rt| {
             rt.block_on(client::health(&config.config, ready))
                 .map(|()| String::new())
@@ -298,7 +316,7 @@ fn run(path: &std::path::Path, threads: Option<usize>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `bascule drain|undrain|pin|unpin`.
+/// `bascule drain|undrain|pin|unpin|reload|purge`.
 fn operate(admin: &AdminArgs, action: Action) -> ExitCode {
     let token = admin.token.as_deref();
     one_shot(action.command(), |rt| {

@@ -107,9 +107,10 @@ async fn running_out_of_file_descriptors_blames_no_upstream_and_no_config() {
                     .await
                     .expect("h2 handshake");
             conns.push(tokio::spawn(conn));
-            for _ in 0..32 {
+            for n in 0..32 {
                 let mut send = send.clone();
-                let req = Request::get(format!("http://{}/hang", proxy.addr))
+                // Distinct queries: the shield would coalesce identical GETs into one.
+                let req = Request::get(format!("http://{}/hang?c={}&n={n}", proxy.addr, conns.len()))
                     .body(Empty::<Bytes>::new())
                     .expect("request");
                 pending.push(tokio::spawn(async move { send.send_request(req).await }));

@@ -474,6 +474,19 @@ async fn filling_the_store_twice_over_keeps_it_within_max_size() {
     .await;
 }
 
+/// Runs `bascule ARGS --admin URL` against `proxy`.
+async fn cli(proxy: &Bascule, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bascule"));
+    cmd.args(args)
+        .arg("--admin")
+        .arg(format!("http://{}", proxy.admin))
+        .env_remove("BASCULE_ADMIN_TOKEN");
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("cli task")
+        .expect("run bascule")
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status

@@ -1,4 +1,4 @@
-//! `bascule status`, `bascule reload`, and `bascule drain`, `undrain`, `pin` and `unpin`: the
+//! `bascule status`, `bascule reload`, `bascule purge`, and `bascule drain`, `undrain`, `pin` and `unpin`: the
 //! operator's overrides, sent to a running bascule's admin API as the JSON POSTs it requires,
 //! so that nobody hand-writes curl with headers. Each returns the line to print, or what went wrong in words an operator can act on
 //! (an unknown name lists the known ones; a refused token says which flag gives it).
@@ -43,6 +43,14 @@ pub enum Action {
     },
     /// Re-read the config file now (as SIGHUP does).
     Reload,
+    /// Remove stored copies: `path` of `host`, or every path with a prefix (`path` ending
+    /// in `*`).
+    Purge {
+        /// The site's host name.
+        host: String,
+        /// A path, or a prefix ending in `*`.
+        path: String,
+    },
 }
 
 impl Action {
@@ -54,6 +62,7 @@ impl Action {
             Action::Pin { .. } => "pin",
             Action::Unpin { .. } => "unpin",
             Action::Reload => "reload",
+            Action::Purge { .. } => "purge",
         }
     }
 }
@@ -129,6 +138,16 @@ pub async fn run(admin: &str, token: Option<&str>, action: &Action) -> Result<St
             } else {
                 format!("route {route}: unpinned")
             })
+        }
+        Action::Purge { host, path } => {
+            let body = json!({ "host": host, "path": path });
+            let answer = post(admin, token, "/cache/purge", &body)
+                .await
+                .map_err(Refused::into_message)?;
+            Ok(format!(
+                "purged {} stored copies of {host}{path}",
+                answer["purged"]
+            ))
         }
         Action::Reload => {
             let body = json!({});

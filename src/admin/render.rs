@@ -69,6 +69,10 @@ pub fn render(status: &Value, now: SystemTime) -> String {
     }
     out.push_str(&table(&routes));
     out.push('\n');
+    if let Some(line) = cache_line(&status["cache"]) {
+        out.push_str(&line);
+        out.push_str("\n\n");
+    }
     let mut ups = vec![row(&[
         "UPSTREAM",
         "ROLE",
@@ -93,6 +97,28 @@ pub fn render(status: &Value, now: SystemTime) -> String {
     }
     out.push_str(&table(&ups));
     out
+}
+
+/// `cache 1.5 MiB of 256 MiB, 120 entries, hit ratio 93.0% (hit 90, stale 1, …)`; None
+/// when the status has no cache.
+fn cache_line(c: &Value) -> Option<String> {
+    let c = c.as_object()?;
+    let mib = |v: &Value| v.as_u64().unwrap_or(0) as f64 / 1_048_576.0;
+    let ratio = c
+        .get("hit_ratio")
+        .and_then(Value::as_f64)
+        .map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0));
+    let results: Vec<String> = ["hit", "stale", "coalesced", "miss", "bypass"]
+        .iter()
+        .map(|k| format!("{k} {}", c["requests"][*k].as_u64().unwrap_or(0)))
+        .collect();
+    Some(format!(
+        "cache {:.1} MiB of {:.1} MiB, {} entries, hit ratio {ratio} ({})",
+        mib(&c["bytes"]),
+        mib(&c["max_size"]),
+        c["entries"].as_u64().unwrap_or(0),
+        results.join(", ")
+    ))
 }
 
 fn last_probe(check: &Value, now: SystemTime) -> String {
@@ -246,5 +272,17 @@ mod tests {
             ),
             "{out}"
         );
+    }
+
+    #[test]
+    fn the_cache_line_shows_size_entries_and_hit_ratio() {
+        let c = serde_json::json!({"max_size": 268435456u64, "bytes": 1572864, "entries": 120,
+            "requests": {"hit": 90, "stale": 1, "coalesced": 2, "miss": 5, "bypass": 2},
+            "hit_ratio": 0.93});
+        assert_eq!(
+            cache_line(&c).as_deref(),
+            Some("cache 1.5 MiB of 256.0 MiB, 120 entries, hit ratio 93.0% (hit 90, stale 1, coalesced 2, miss 5, bypass 2)")
+        );
+        assert_eq!(cache_line(&serde_json::Value::Null), None);
     }
 }

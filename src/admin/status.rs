@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::cache::CacheResult;
 use crate::events::Event;
 use crate::health::{ProbeResult, State};
 use crate::routing::{Pin, RoutingTable};
@@ -16,6 +17,8 @@ pub struct Status {
     pub upstreams: Vec<UpstreamStatus>,
     /// Every route, in file order.
     pub routes: Vec<RouteStatus>,
+    /// The cache store; null when `[cache] max_size` is 0.
+    pub cache: Option<CacheStatus>,
     /// Recent events, oldest first.
     pub events: Vec<Event>,
 }
@@ -33,6 +36,21 @@ pub struct ConfigStatus {
     pub last_error: Option<String>,
 }
 
+/// `cache` in `/status`: the store's size and how requests met it since start.
+#[derive(Debug, Serialize)]
+pub struct CacheStatus {
+    /// `[cache] max_size`, bytes.
+    pub max_size: u64,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Responses held.
+    pub entries: usize,
+    /// Requests that met the cache, by result (hit, stale, coalesced, miss, bypass).
+    pub requests: std::collections::BTreeMap<&'static str, u64>,
+    /// Share of those served from the store (hit, stale or coalesced); null before any.
+    pub hit_ratio: Option<f64>,
+}
+
 /// One upstream in `/status`.
 #[derive(Debug, Serialize)]
 pub struct UpstreamStatus {
@@ -48,6 +66,10 @@ pub struct UpstreamStatus {
     pub drain_reason: Option<String>,
     /// Requests being sent to or answered by it.
     pub in_flight: usize,
+    /// `max_in_flight` (0: no limit).
+    pub max_in_flight: u32,
+    /// Requests waiting for an admission slot.
+    pub queue_depth: usize,
     /// The last probe; null until the first one finished.
     pub last_check: Option<ProbeResult>,
 }
@@ -70,6 +92,8 @@ pub struct RouteStatus {
     /// Every origin-role upstream of the route fails its active checks: CDN failures are
     /// the origin's, and answers pass from the first tier (DESIGN §7.1).
     pub origin_failing: bool,
+    /// When fresh stored copies are served: "direct", "always" or "off".
+    pub cache: &'static str,
 }
 
 impl Status {
@@ -91,6 +115,8 @@ impl Status {
                 state: u.live.health.state(),
                 drain_reason: u.live.health.drain_reason(),
                 in_flight: u.live.health.in_flight(),
+                max_in_flight: u.spec.max_in_flight,
+                queue_depth: u.gate.as_ref().map_or(0, |g| g.queue_depth()),
                 last_check: u.live.health.last_check(),
             })
             .collect();
@@ -105,12 +131,37 @@ impl Status {
                 active_tier: r.state.active(),
                 pinned: r.state.pin(),
                 origin_failing: r.state.origin_failing(),
+                cache: r.spec.cache.as_str(),
             })
             .collect();
+        let cache = table.cache.as_ref().map(|store| {
+            let mut totals = [0u64; CacheResult::ALL.len()];
+            for r in &table.routes {
+                for (t, n) in totals.iter_mut().zip(r.metrics.cache_totals()) {
+                    *t += n;
+                }
+            }
+            let all: u64 = totals.iter().sum();
+            let served = totals[CacheResult::Hit as usize]
+                + totals[CacheResult::Stale as usize]
+                + totals[CacheResult::Coalesced as usize];
+            CacheStatus {
+                max_size: store.max_size(),
+                bytes: store.bytes(),
+                entries: store.len(),
+                requests: CacheResult::ALL
+                    .iter()
+                    .zip(totals)
+                    .map(|(r, n)| (r.as_str(), n))
+                    .collect(),
+                hit_ratio: (all > 0).then(|| served as f64 / all as f64),
+            }
+        });
         Status {
             config,
             upstreams,
             routes,
+            cache,
             events,
         }
     }

@@ -127,6 +127,17 @@ pub enum CacheMode {
     Off,
 }
 
+impl CacheMode {
+    /// "direct", "always" or "off".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheMode::Direct => "direct",
+            CacheMode::Always => "always",
+            CacheMode::Off => "off",
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
