@@ -387,6 +387,22 @@ async fn purges_remove_one_path_or_a_prefix() {
             .admin_post("/cache/purge", r#"{"host": "www.test"}"#)
             .await;
         assert_eq!(code, 400, "a body without a path");
+        // The CLI wraps it; `bascule status` shows the store.
+        let out = cli(&proxy, &["purge", "www.test", "/news/*"]).await;
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "purged 2 stored copies of www.test/news/*"
+        );
+        let out = cli(&proxy, &["status"]).await;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.contains("cache 0.0 MiB of 256.0 MiB, 1 entries, hit ratio 0.0%"),
+            "{text}"
+        );
+        let status = proxy.status().await;
+        assert_eq!(status["cache"]["entries"], 1, "{status:#}");
+        assert_eq!(status["routes"][0]["cache"], "direct");
     })
     .await;
 }
