@@ -175,3 +175,48 @@ async fn changes_name_what_was_added_removed_changed_and_retuned() {
         "the same config again changes nothing: {again:?}"
     );
 }
+
+#[tokio::test]
+async fn admission_is_tuning_the_gate_is_kept_while_its_limit_is() {
+    let r = registry();
+    let limit = |n: u32| two(&format!("max_in_flight = {n}\nqueue_timeout = \"200ms\""));
+    let (a, _, _) = load(&r, &config(&limit(10), ROUTE));
+    let (b, _, changes) = load(&r, &config(&limit(10), ROUTE));
+    let (c, _, _) = load(&r, &config(&limit(20), ROUTE));
+    let (d, _, _) = load(&r, &config(&two(""), ROUTE));
+    let gate = |ups: &[Arc<Upstream>]| named(ups, "cdn").gate.clone();
+    let (ga, gb, gc) = (
+        gate(&a).expect("a"),
+        gate(&b).expect("b"),
+        gate(&c).expect("c"),
+    );
+    assert!(
+        Arc::ptr_eq(&ga, &gb),
+        "same limit: the same gate and its count"
+    );
+    assert!(
+        !Arc::ptr_eq(&gb, &gc) && gc.limit() == 20,
+        "a new limit: a new gate"
+    );
+    assert!(gate(&d).is_none(), "no limit: no gate");
+    assert!(
+        Arc::ptr_eq(&named(&a, "cdn").live, &named(&d, "cdn").live),
+        "identity kept"
+    );
+    assert!(changes.upstreams_changed.is_empty(), "{changes:?}");
+}
+
+#[tokio::test]
+async fn the_cache_store_outlives_reloads_and_is_made_only_when_sized() {
+    let r = registry();
+    let spec = |max_size: u64| crate::config::CacheSpec {
+        max_size,
+        max_object: 1 << 10,
+        stale_if_error: Duration::from_secs(1),
+        lock_timeout: Duration::from_secs(1),
+    };
+    assert!(r.cache(&spec(0)).is_none(), "off: nothing allocated");
+    let first = r.cache(&spec(1 << 20)).expect("a store");
+    let again = r.cache(&spec(1 << 20)).expect("the store");
+    assert!(Arc::ptr_eq(&first, &again));
+}

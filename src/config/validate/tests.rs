@@ -263,3 +263,68 @@ fn strip_port_handles_names_and_ipv6() {
     assert_eq!(strip_port("[::1]:80"), "::1");
     assert_eq!(strip_port("::1"), "::1");
 }
+
+#[test]
+fn the_shield_keys_default_as_design_section_7_3_says() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(
+        c.cache,
+        CacheSpec {
+            max_size: 256 << 20,
+            max_object: 8 << 20,
+            stale_if_error: Duration::from_secs(3600),
+            lock_timeout: Duration::from_secs(5),
+        }
+    );
+    assert_eq!(c.routes[0].cache, CacheMode::Direct);
+    assert_eq!(c.upstreams[1].max_in_flight, 0);
+    assert_eq!(c.upstreams[1].queue_timeout, Duration::from_secs(1));
+    let text = MINIMAL
+        .replace(
+            "[upstreams.origin-a]",
+            "[cache]\nmax_size = \"0\"\nstale_if_error = \"0s\"\n[upstreams.origin-a]\nmax_in_flight = 50\nqueue_timeout = \"250ms\"",
+        )
+        .replace("tiers = [\"cdn\"", "cache = \"always\"\ntiers = [\"cdn\"");
+    let c = load(&text).unwrap();
+    assert_eq!(
+        (c.cache.max_size, c.cache.stale_if_error),
+        (0, Duration::ZERO)
+    );
+    assert_eq!(c.routes[0].cache, CacheMode::Always);
+    assert_eq!(c.upstreams[1].max_in_flight, 50);
+    assert_eq!(c.upstreams[1].queue_timeout, Duration::from_millis(250));
+}
+
+#[test]
+fn bad_shield_keys_are_reported_at_their_value() {
+    let text = MINIMAL
+        .replace(
+            "[upstreams.origin-a]",
+            "[cache]\nmax_size = \"1MiB\"\nmax_object = \"2MiB\"\nlock_timeout = \"0s\"\n[upstreams.origin-a]\nmax_in_flight = -1\nqueue_timeout = \"soon\"",
+        )
+        .replace("tiers = [\"cdn\"", "cache = \"sometimes\"\ntiers = [\"cdn\"");
+    let errs = load(&text).unwrap_err();
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert!(
+        errs[0].contains(":11:14: cache.max_object: 2097152 bytes is more than cache.max_size"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].contains(":12:16: cache.lock_timeout: must be greater than zero"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[2].contains(":14:17: upstreams.origin-a.max_in_flight: must be between 0 and 1000000"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[3].contains(":15:17: upstreams.origin-a.queue_timeout:"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[4].contains(
+            "route \"www\": cache: \"sometimes\" is not \"direct\", \"always\" or \"off\""
+        ),
+        "{errs:#?}"
+    );
+}
