@@ -92,6 +92,10 @@ async fn the_dashboard_shows_a_failover_a_drain_and_the_events_in_a_real_browser
             Some("1"),
             "never rendered /status:\n{dom}"
         );
+        // The cache's size and hit ratio are in the header.
+        let (_, cache_tag) = start_tag(dom, "id=\"cache\"").expect("the cache's place");
+        assert_eq!(attr(cache_tag, "data-cache"), Some("on"), "{dom}");
+        assert!(dom.contains("entries)"), "the store's size: {dom}");
         let www = route_part(dom, "www");
         let (_, route_tag) = start_tag(www, "data-route=\"www\"").expect("route tag");
         assert_eq!(attr(route_tag, "data-active-tier"), Some("1"), "{www}");

@@ -60,6 +60,16 @@ function renderHeader(st) {
   const err = $('last-error');
   err.hidden = st.config.last_error === null;
   err.textContent = st.config.last_error === null ? '' : `Last reload failed: ${st.config.last_error}`;
+  renderCache(st.cache);
+}
+
+/** The store's size and hit ratio (hit, stale or coalesced among requests that met it). */
+function renderCache(c) {
+  const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
+  $('cache').dataset.cache = c ? 'on' : 'off';
+  $('cache-size').textContent = c ? `${mib(c.bytes)} of ${mib(c.max_size)} (${c.entries} entries)` : 'off';
+  $('cache-ratio').textContent = c && c.hit_ratio !== null ? `${(c.hit_ratio * 100).toFixed(1)}%` : '–';
+  $('cache-ratio').title = c ? Object.entries(c.requests).map(([k, v]) => `${k} ${v}`).join(', ') : '';
 }
 
 function tierBox(route, tier, i) {
