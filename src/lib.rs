@@ -8,14 +8,16 @@
 //! app ──┬─► server ──► proxy ──┬─► select::plan (pure) ─► config
 //!       │                      ├─► routing ──┬─► client ──► config, resources
 //!       │                      │             ├─► health ──► events, config
+//!       │                      │             ├─► cache (the store outlives reloads)
 //!       │                      │             └─► metrics, tls, events
+//!       │                      ├─► cache (store, rules: pure) ─► config
 //!       │                      └─► client::body, health, metrics
 //!       ├─► reload ──► config (──► tls), routing::Registry, checker, events, resources
 //!       ├─► steering ──► select::steer (pure), routing::RouteState, events, metrics
 //!       ├─► checker ──► routing::LiveUpstream (its pooled client), health
 //!       ├─► memory ──► client (the pool's idle timeout)
 //!       ├─► resources (open-files limit), tls (server settings)
-//!       └─► admin ──► routing, events, health, metrics, demo::{Mode, DemoControl}
+//!       └─► admin ──► routing, events, health, metrics, cache (purge), demo::{Mode, DemoControl}
 //! demo (simulated upstreams: a leaf) ◄── admin, app, main, and the tests and benches
 //! ```
 //!
@@ -33,7 +35,11 @@
 //! - [`steering`]: the task that applies `steer` on every health change and failback timer.
 //! - [`checker`]: active probes, one task per live upstream.
 //! - [`proxy`]: the request path — head checks (Host, target length, Content-Length), path
-//!   normalization, route, rewrite headers, walk the plan, replay safety.
+//!   normalization, route, rewrite headers, the origin shield (`proxy::shield`: serve from
+//!   the cache, coalesce misses, stale-if-error, store while streaming), walk the plan, replay
+//!   safety, admission (`routing::admission`: `max_in_flight`).
+//! - [`cache`]: the origin shield's RFC 9111 rules as pure functions (`cache::rules`) and the
+//!   size-bounded store shared by every route, with coalescing and purges (`cache::store`).
 //! - [`client`]: pooled upstream connections: DNS cache, connect deadline, TLS.
 //! - [`server`]: listeners, connection limits and timeouts, graceful shutdown.
 //! - [`reload`]: reload triggers (file watch, poll, SIGHUP, admin) and the validate-then-swap.

@@ -55,6 +55,12 @@ impl Entry {
         now.saturating_duration_since(self.stored_at) < self.freshness.fresh_for
     }
 
+    /// Whether more than half of its freshness is left at `now` (a new answer for its key
+    /// need not replace it).
+    pub fn fresh_for_a_while(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.stored_at) < self.freshness.fresh_for / 2
+    }
+
     /// Whether it may serve at `now` because every tier failed (fresh, or within its stale
     /// limit).
     pub fn may_serve_stale(&self, now: Instant) -> bool {

@@ -82,8 +82,14 @@ pub async fn serve(
         CacheResult::Bypass
     };
     let method = parts.method.clone();
+    // A copy with more than half of its freshness left is not replaced by this answer (hot
+    // pages fetched through a CDN are not copied into the store on every request).
+    let refresh = !head
+        && !found
+            .as_ref()
+            .is_some_and(|e| e.fresh_for_a_while(Instant::now()));
     // The request's headers, for the values its answer's Vary names.
-    let request_headers = (!head).then(|| parts.headers.clone());
+    let request_headers = refresh.then(|| parts.headers.clone());
     let (mut resp, mut report) = forward(route, parts, body, received_host, limits).await;
     if let Some(failure) = report.failure {
         if failure != Failure::ClientBody {
@@ -93,7 +99,7 @@ pub async fn serve(
                 .filter(|e| {
                     request_headers
                         .as_ref()
-                        .is_none_or(|h| e.matches(h, authorized))
+                        .is_some_and(|h| e.matches(h, authorized))
                 })
                 .or(found)
                 .filter(|e| e.may_serve_stale(Instant::now()));
