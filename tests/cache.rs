@@ -297,11 +297,22 @@ async fn direct_serves_stored_copies_only_once_the_origin_is_the_active_tier() {
         assert_eq!((r.status.as_u16(), r.header("x-bascule-cache")), (200, "hit"));
         assert_eq!(r.text(), "ok from cdn", "the copy stored while the CDN served");
         assert_eq!(origin.hits(), 0, "the origin sees nothing for a stored page");
+        // The origin fails its checks too: nothing is usable, and fresh copies still serve
+        // (the failing origin is not sent every reader).
+        origin.set(Mode::Refuse).await;
+        proxy
+            .wait_status(Duration::from_secs(10), "no tier usable", |s| {
+                s["routes"][0]["active_tier"].is_null()
+            })
+            .await;
+        let r = get(proxy.addr, "www.test", "/front").await;
+        assert_eq!((r.status.as_u16(), r.header("x-bascule-cache")), (200, "hit"));
+        assert_eq!(origin.hits(), 0);
         let m = scrape(&proxy).await;
         let hits = m
             .get("bascule_cache_requests_total{result=\"hit\",route=\"www\"}")
             .copied();
-        assert_eq!(hits, Some(1.0), "{m:?}");
+        assert_eq!(hits, Some(2.0), "{m:?}");
         assert!(m.get("bascule_cache_bytes{}").copied().unwrap_or(0.0) > 0.0);
     })
     .await;

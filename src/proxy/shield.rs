@@ -132,17 +132,20 @@ pub async fn serve(
 }
 
 /// Whether `route` serves fresh stored copies now: always, never, or (`direct`) while its
-/// active tier is an origin-role tier — bascule is then the cache in front of the origin, and
-/// no purge made at a CDN can be hidden behind it.
+/// active tier is an origin-role tier, or no tier is usable at all — bascule is then the
+/// cache in front of the origin, and no purge made at a CDN can be hidden behind it. (With
+/// nothing usable, a failing origin would otherwise get every reader's request.)
 fn serves_fresh(route: &Route) -> bool {
     match route.spec.cache {
         CacheMode::Always => true,
         CacheMode::Off => false,
-        CacheMode::Direct => route
-            .state
-            .active()
-            .and_then(|t| route.tiers.get(t))
-            .is_some_and(|tier| tier.iter().all(|u| u.spec.role == Role::Origin)),
+        CacheMode::Direct => match route.state.active() {
+            None => true,
+            Some(t) => route
+                .tiers
+                .get(t)
+                .is_some_and(|tier| tier.iter().all(|u| u.spec.role == Role::Origin)),
+        },
     }
 }
 
