@@ -7,6 +7,8 @@
 #   bascule-store   the upstream is role = "cdn" under cache = "direct": every request goes
 #                   upstream and its answer is stored while it streams (a stored miss)
 #   bascule-hit     cache = "always": every request after the first is a hit
+#   bascule-pass    the defaults (cache on, "direct", an origin tier), a page the origin sends
+#                   without Cache-Control (/plain/...): looked up, not storable, then passed
 #   nginx-proxy     nginx, proxy_pass with a keepalive pool, no cache
 #   nginx-hit       nginx with proxy_cache (+ use_stale, + lock): cache hits
 #
@@ -17,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 BIN="${1:-target/release/bascule}"
 N="${N:-20000}"; W="${W:-2000}"; CONNS="${CONNS:-50}"; PATHS="${PATHS:-/1k}"
-TARGETS="${TARGETS:-bascule-off bascule-store bascule-hit nginx-proxy nginx-hit}"
+TARGETS="${TARGETS:-bascule-off bascule-pass bascule-store bascule-hit nginx-proxy nginx-hit}"
 PORT_BASE="${PORT_BASE:-18280}"; ORIGIN_PORT=$PORT_BASE; PROXY_PORT=$((PORT_BASE + 10))
 for b in nginx h2load valgrind curl; do command -v "$b" > /dev/null || { echo "missing: $b" >&2; exit 2; }; done
 [ -x "$BIN" ] || { echo "$BIN not found: cargo build --release" >&2; exit 2; }
@@ -47,6 +49,7 @@ http {
     listen 127.0.0.1:$ORIGIN_PORT backlog=4096; root $RUN/www;
     location = /healthz { default_type text/plain; return 200 "ok\n"; }
     location / { add_header Cache-Control "public, max-age=60"; }
+    location /plain/ { alias $RUN/www/; }
   }
 }
 CONF
@@ -92,6 +95,7 @@ cache = "$2"
 CONF
 }
 bascule_conf origin direct 0 > "$RUN/bascule-off.toml"
+bascule_conf origin direct 256MiB > "$RUN/bascule-pass.toml"
 bascule_conf cdn direct 256MiB > "$RUN/bascule-store.toml"
 bascule_conf origin always 256MiB > "$RUN/bascule-hit.toml"
 
@@ -125,7 +129,8 @@ instructions() {
 printf '%-14s %-5s %s\n' target path instructions/request
 for path in $PATHS; do
   for t in $TARGETS; do
-    lo=$(instructions "$t" "$path" "$W"); hi=$(instructions "$t" "$path" $((W + N)))
-    printf '%-14s %-5s %d\n' "$t" "$path" $(( (hi - lo) / N ))
+    p=$path; [ "$t" = bascule-pass ] && p=/plain$path
+    lo=$(instructions "$t" "$p" "$W"); hi=$(instructions "$t" "$p" $((W + N)))
+    printf '%-14s %-5s %d\n' "$t" "$p" $(( (hi - lo) / N ))
   done
 done

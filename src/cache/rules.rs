@@ -123,6 +123,21 @@ pub enum NotStored {
     NoLifetime,
 }
 
+impl NotStored {
+    /// Whether it is the response's own doing, so that the next answer for the same URL is
+    /// likely the same (a status or a request's `Authorization` say nothing about the next).
+    pub fn is_the_responses(self) -> bool {
+        match self {
+            NotStored::NoStore
+            | NotStored::Private
+            | NotStored::SetCookie
+            | NotStored::VaryAny
+            | NotStored::NoLifetime => true,
+            NotStored::Method | NotStored::Status | NotStored::Authorization => false,
+        }
+    }
+}
+
 /// How long a stored response is good for, from when it was received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Freshness {

@@ -101,9 +101,17 @@ pub enum Flight {
     Failed,
 }
 
+/// How long a key whose answer could not be stored is passed straight upstream (Varnish's
+/// hit-for-miss): no coalescing and no copy of the request's headers for it meanwhile.
+pub const PASS_FOR: Duration = Duration::from_secs(60);
+/// Keys remembered as not storable, at most.
+const PASSES: usize = 16 << 10;
+
 /// The store.
 pub struct Store {
     entries: Cache<Box<str>, Arc<Entry>, ByWeight>,
+    /// Keys whose last answer was not storable, until when.
+    passes: Cache<Box<str>, Instant>,
     flights: Mutex<HashMap<Box<str>, watch::Receiver<Flight>>>,
     max_object: AtomicU64,
     max_size: u64,
@@ -198,6 +206,7 @@ impl Store {
         };
         Arc::new(Store {
             entries,
+            passes: Cache::new(PASSES),
             flights: Mutex::default(),
             max_object: AtomicU64::new(spec.max_object),
             max_size: spec.max_size,
@@ -217,6 +226,21 @@ impl Store {
     /// The stored response for `key`, if any (fresh or not).
     pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
         self.entries.get(key)
+    }
+
+    /// Whether `key`'s last answer was not storable, less than [`PASS_FOR`] ago.
+    pub fn passing(&self, key: &str, now: Instant) -> bool {
+        self.passes.get(key).is_some_and(|until| now < until)
+    }
+
+    /// Remembers that `key`'s answer was not storable (for [`PASS_FOR`]).
+    pub fn pass(&self, key: Box<str>, now: Instant) {
+        self.passes.insert(key, now + PASS_FOR);
+    }
+
+    /// Forgets `key`'s pass: its next miss may be stored again.
+    pub fn forget_pass(&self, key: &str) {
+        self.passes.remove(key);
     }
 
     /// Bytes held (bodies, headers, keys and per-entry overhead).
@@ -269,6 +293,7 @@ impl Store {
         if announced.is_some_and(|n| n > max_object) {
             return None;
         }
+        self.passes.remove(&*key);
         let mut stored = headers.clone();
         stored.remove(http::header::AGE);
         Some(Filling {
@@ -298,7 +323,11 @@ impl Store {
                 self.entries.retain(|k, _| !k.starts_with(&*prefix));
                 before.saturating_sub(self.entries.len())
             }
-            None => usize::from(self.entries.remove(&*key(host, path)).is_some()),
+            None => {
+                let k = key(host, path);
+                self.passes.remove(&*k);
+                usize::from(self.entries.remove(&*k).is_some())
+            }
         }
     }
 }

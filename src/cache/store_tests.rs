@@ -173,3 +173,15 @@ async fn a_waiter_gives_up_after_lock_timeout() {
     };
     assert!(wait(rx, Duration::from_secs(5)).await.is_none());
 }
+
+#[test]
+fn a_passed_key_is_passed_for_a_while_and_storing_it_ends_the_pass() {
+    let store = Store::new(&spec(1 << 20, 1 << 16));
+    let now = Instant::now();
+    assert!(!store.passing("h/a", now));
+    store.pass("h/a".into(), now);
+    assert!(store.passing("h/a", now + Duration::from_secs(59)));
+    assert!(!store.passing("h/a", now + PASS_FOR));
+    put(&store, "h/a", b"now storable", None);
+    assert!(!store.passing("h/a", now), "a stored answer ends the pass");
+}

@@ -57,6 +57,12 @@ pub async fn serve(
             return (answer(e, head), Report::default(), Some(CacheResult::Hit));
         }
     }
+    // A key whose last answer could not be stored goes straight upstream for a while.
+    if found.is_none() && store.passing(&key, Instant::now()) {
+        let (resp, report) = forward(route, parts, body, received_host, limits).await;
+        let resp = passed(store, key, resp, &report);
+        return (resp, report, Some(CacheResult::Bypass));
+    }
     // Concurrent GET misses go upstream once (a HEAD is answered by its own request).
     let mut leader = None;
     if serves && !head {
@@ -120,15 +126,43 @@ pub async fn serve(
             SystemTime::now(),
             spec.stale_if_error,
         );
-        if let Ok(freshness) = stored {
-            let vary_values = rules::vary_values(&freshness.vary, &request_headers);
-            let head_of = (resp.status(), resp.headers());
-            if let Some(fill) = store.filling(key, head_of, freshness, vary_values, leader) {
-                resp.body_mut().store_into(fill);
+        match stored {
+            Ok(freshness) => {
+                let vary_values = rules::vary_values(&freshness.vary, &request_headers);
+                let head_of = (resp.status(), resp.headers());
+                if let Some(fill) = store.filling(key, head_of, freshness, vary_values, leader) {
+                    resp.body_mut().store_into(fill);
+                }
             }
+            Err(why) if why.is_the_responses() => store.pass(key, Instant::now()),
+            Err(_) => {}
         }
     }
     (resp, report, Some(result))
+}
+
+/// An answer for a passed key: it becomes storable again as soon as an answer says so (the
+/// pass is kept otherwise). Only the answer's head is looked at; nothing is copied.
+fn passed(
+    store: &Arc<Store>,
+    key: Box<str>,
+    resp: Response<ProxyBody>,
+    report: &Report,
+) -> Response<ProxyBody> {
+    let storable = report.failure.is_none()
+        && rules::storable(
+            &Method::GET,
+            false,
+            resp.status(),
+            resp.headers(),
+            SystemTime::now(),
+            std::time::Duration::ZERO,
+        )
+        .is_ok();
+    if storable {
+        store.forget_pass(&key);
+    }
+    resp
 }
 
 /// Whether `route` serves fresh stored copies now: always, never, or (`direct`) while its
