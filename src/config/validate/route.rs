@@ -70,6 +70,12 @@ impl Checker<'_> {
                     .value(t, &format!("{ctx}: failback_delay"), units::duration)
                     .unwrap_or_default(),
             };
+            let standby_share = self.share(
+                r.standby_share.as_ref(),
+                &format!("{ctx}: standby_share"),
+                (|x| (0.0..1.0).contains(&x), "at least 0 and below 1"),
+                defaults::STANDBY_SHARE,
+            );
             let retry = self.retry(&r.retry, &ctx);
             out.push(RouteSpec {
                 name,
@@ -77,6 +83,7 @@ impl Checker<'_> {
                 path_prefix,
                 tiers,
                 failback_delay,
+                standby_share,
                 retry,
             });
         }
