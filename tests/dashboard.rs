@@ -19,7 +19,7 @@ const LIMIT: Duration = Duration::from_secs(90);
 /// Fast active checks (as in tests/health.rs), passive ejection off.
 const FAST_HEALTH: &str = "connect_timeout = \"500ms\"\nresponse_timeout = \"600ms\"\n\
      [defaults.health]\npath = \"/healthz\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
-     rise = 2\nfall = 2\n[defaults.passive]\nconsecutive_failures = 0\n";
+     rise = 2\nfall = 2\n[defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0\n";
 
 #[tokio::test]
 async fn the_dashboard_shows_a_failover_a_drain_and_the_events_in_a_real_browser() {

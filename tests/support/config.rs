@@ -9,7 +9,7 @@ use super::bascule::Bascule;
 use super::upstream::FakeUpstream;
 
 /// A config file for one test: `[listen]` on 127.0.0.1:0 with `debug_headers = true`, the
-/// admin API off, health checks and passive ejection quiet (so only live requests decide),
+/// admin API off, health checks and passive ejection quiet, both rules (so only live requests decide),
 /// plus whatever the test adds. `admin()` turns the admin API on (also on port 0) and
 /// `defaults(..)` replaces the quiet `[defaults]` with the test's own.
 #[derive(Default, Clone)]
@@ -171,7 +171,7 @@ impl ProxyConfig {
             Some(d) => format!("[defaults]\n{d}\n"),
             None => "[defaults]\nconnect_timeout = \"1s\"\n\
                      [defaults.health]\ninterval = \"60s\"\nfall = 100\n\
-                     [defaults.passive]\nconsecutive_failures = 0\n"
+                     [defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0\n"
                 .to_owned(),
         };
         format!(
