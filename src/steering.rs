@@ -133,15 +133,18 @@ impl Steering {
             .or_insert_with(|| (Arc::clone(&route.state), Steer::default()));
         let wake = decide(memory, &usable, &forgiven, pin, delay, now);
         let (before, after) = (route.state.active(), memory.active);
+        route.state.set_failback_delay(memory.next_delay(delay));
         if before != after {
             route.state.set_active(after);
+            let waited = memory.waited;
             let change = Change::ActiveTier {
                 from: before,
                 to: after,
+                waited,
             };
             let (from, to) = change.from_to();
             self.metrics.failover(&route.spec.name, &from, &to);
-            let reason = why(before, after, pin, delay);
+            let reason = why(before, after, pin, delay, waited);
             self.publish(Event::now(&route.spec.name, change, reason));
         }
         wake
@@ -205,16 +208,30 @@ fn key(state: &Arc<RouteState>) -> usize {
     Arc::as_ptr(state) as usize
 }
 
-fn why(before: Option<usize>, after: Option<usize>, pin: Option<usize>, delay: Duration) -> String {
+fn why(
+    before: Option<usize>,
+    after: Option<usize>,
+    pin: Option<usize>,
+    delay: Duration,
+    waited: Option<Duration>,
+) -> String {
+    let fmt = humantime::format_duration;
     match (before, after) {
         (_, None) => "no tier has a usable upstream".to_owned(),
         (_, Some(a)) if pin == Some(a) => format!("pinned to tier {a} by an operator"),
         (None, Some(a)) => format!("tier {a} is the first with a usable upstream"),
         (Some(b), Some(a)) if a > b => format!("tier {b} has no usable upstream"),
-        (Some(_), Some(a)) => format!(
-            "tier {a} has been usable for failback_delay ({})",
-            humantime::format_duration(delay)
-        ),
+        (Some(_), Some(a)) => match waited {
+            Some(w) if w > delay => format!(
+                "tier {a} has been usable for {} ({}x failback_delay {}: lost again within {} of a failback)",
+                fmt(w),
+                w.as_millis() / delay.as_millis().max(1),
+                fmt(delay),
+                fmt(select::DAMPING_MEMORY)
+            ),
+            Some(_) => format!("tier {a} has been usable for failback_delay ({})", fmt(delay)),
+            None => format!("tier {a} is usable and was not held back"),
+        },
     }
 }
 
@@ -276,23 +293,31 @@ mod tests {
     #[test]
     fn reasons_say_why_the_tier_changed() {
         assert_eq!(
-            why(Some(0), Some(1), None, secs(10)),
+            why(Some(0), Some(1), None, secs(10), None),
             "tier 0 has no usable upstream"
         );
         assert_eq!(
-            why(Some(1), Some(0), None, secs(10)),
+            why(Some(1), Some(0), None, secs(10), Some(secs(10))),
             "tier 0 has been usable for failback_delay (10s)"
         );
         assert_eq!(
-            why(Some(0), Some(2), Some(2), secs(1)),
+            why(Some(1), Some(0), None, secs(2), Some(secs(8))),
+            "tier 0 has been usable for 8s (4x failback_delay 2s: lost again within 5m of a failback)"
+        );
+        assert_eq!(
+            why(Some(1), Some(0), None, secs(10), None),
+            "tier 0 is usable and was not held back"
+        );
+        assert_eq!(
+            why(Some(0), Some(2), Some(2), secs(1), None),
             "pinned to tier 2 by an operator"
         );
         assert_eq!(
-            why(Some(0), None, None, secs(1)),
+            why(Some(0), None, None, secs(1), None),
             "no tier has a usable upstream"
         );
         assert_eq!(
-            why(None, Some(1), None, secs(1)),
+            why(None, Some(1), None, secs(1), None),
             "tier 1 is the first with a usable upstream"
         );
     }
