@@ -64,7 +64,10 @@ impl std::fmt::Display for Rule {
                 failures,
                 attempts,
                 window_s,
-            } => write!(f, "{failures} of {attempts} attempts failed within {window_s}s"),
+            } => write!(
+                f,
+                "{failures} of {attempts} attempts failed within {window_s}s"
+            ),
         }
     }
 }
@@ -91,7 +94,8 @@ impl Passive {
         self.threshold
             .store(spec.consecutive_failures, Ordering::Relaxed);
         self.base_ms.store(millis(spec.ejection), Ordering::Relaxed);
-        self.min_requests.store(spec.min_requests, Ordering::Relaxed);
+        self.min_requests
+            .store(spec.min_requests, Ordering::Relaxed);
         self.rate_bits
             .store(spec.failure_rate.to_bits(), Ordering::Relaxed);
         self.window_s
@@ -170,7 +174,10 @@ impl Passive {
             self.level.store(0, Ordering::Relaxed);
         }
         let level = self.level.fetch_add(1, Ordering::Relaxed).min(20);
-        Some((self.base().saturating_mul(1 << level).min(MAX_EJECTION), rule))
+        Some((
+            self.base().saturating_mul(1 << level).min(MAX_EJECTION),
+            rule,
+        ))
     }
 
     /// The ejection that began with `on_failure` ended at `now_ms`.

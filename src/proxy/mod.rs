@@ -1,6 +1,7 @@
 //! The request path: one routing-snapshot load per request, head checks, path normalization,
 //! route match, header rewrite, then the forwarder walks the attempt plan. Holds no locks.
 
+mod attempt;
 pub mod blame;
 pub mod body;
 mod client_body;

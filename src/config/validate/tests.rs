@@ -289,8 +289,14 @@ standby_share = 0.02
 "#;
     let c = load(text).unwrap();
     let (a, b) = (&c.upstreams[0].passive, &c.upstreams[1].passive);
-    assert_eq!((a.failure_rate, a.min_requests, a.window.as_secs()), (1.0, 0, 5));
-    assert_eq!((b.failure_rate, b.min_requests, b.window.as_secs()), (0.25, 20, 5));
+    assert_eq!(
+        (a.failure_rate, a.min_requests, a.window.as_secs()),
+        (1.0, 0, 5)
+    );
+    assert_eq!(
+        (b.failure_rate, b.min_requests, b.window.as_secs()),
+        (0.25, 20, 5)
+    );
     assert_eq!(c.routes[0].standby_share, 0.02);
 
     let bad = r#"

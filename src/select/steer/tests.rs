@@ -138,7 +138,13 @@ fn five_minutes_without_a_loss_resets_the_delay_and_is_woken_for() {
     assert_eq!(s.damping[0], 4);
     assert_eq!(s.next_delay(secs(2)), secs(8));
     assert_eq!(
-        steer(&mut s, &[false, true], None, secs(2), secs(lost) + DAMPING_MEMORY),
+        steer(
+            &mut s,
+            &[false, true],
+            None,
+            secs(2),
+            secs(lost) + DAMPING_MEMORY
+        ),
         None
     );
     assert_eq!(s.damping[0], 1, "reset");
@@ -154,7 +160,11 @@ fn a_loss_long_after_the_failback_does_not_double() {
     let (at, w) = relapse(&mut s, 10, 12);
     assert_eq!(w, Some(secs(2)));
     let (_, w) = relapse(&mut s, at + 301, at + 302);
-    assert_eq!(w, Some(secs(2)), "five minutes in use: a new outage, not a relapse");
+    assert_eq!(
+        w,
+        Some(secs(2)),
+        "five minutes in use: a new outage, not a relapse"
+    );
 }
 
 #[test]
@@ -185,6 +195,12 @@ fn a_pinned_route_is_not_woken_for_its_held_back_tiers() {
     let mut s = Steer::default();
     steer(&mut s, &[true, true], None, secs(2), secs(0));
     steer(&mut s, &[false, true], None, secs(2), secs(1));
-    assert_eq!(steer(&mut s, &[true, true], Some(1), secs(2), secs(2)), None);
-    assert_eq!(steer(&mut s, &[true, true], Some(1), secs(2), secs(9)), None);
+    assert_eq!(
+        steer(&mut s, &[true, true], Some(1), secs(2), secs(2)),
+        None
+    );
+    assert_eq!(
+        steer(&mut s, &[true, true], Some(1), secs(2), secs(9)),
+        None
+    );
 }
