@@ -267,6 +267,10 @@ impl fmt::Display for HostPattern {
     }
 }
 
+/// The environment variable that shortens damped failback's memory (a duration, e.g. "3s")
+/// for tests; unset in production.
+pub const DAMPING_MEMORY_ENV: &str = "BASCULE_TEST_DAMPING_MEMORY";
+
 /// Retry policy of a route.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetrySpec {
@@ -295,6 +299,10 @@ pub struct RouteSpec {
     /// Share of replay-safe GET/HEAD requests sent first to the next usable tier after the
     /// active one (warm standby, DESIGN §7.2), in [0, 1).
     pub standby_share: f64,
+    /// How long damped failback remembers a failback and a loss (DESIGN §7.2: five minutes,
+    /// [`crate::select::DAMPING_MEMORY`]). Not a key of the file: only the environment
+    /// variable [`DAMPING_MEMORY_ENV`] changes it, so tests can watch it run out.
+    pub damping_memory: Duration,
     /// Retry policy.
     pub retry: RetrySpec,
 }

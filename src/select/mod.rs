@@ -6,7 +6,7 @@
 
 mod steer;
 
-pub use steer::{steer, Steer, DAMPING_MEMORY, MAX_DAMPING};
+pub use steer::{steer, Failback, Steer, DAMPING_MEMORY, MAX_DAMPING};
 
 use crate::config::MAX_ATTEMPTS;
 

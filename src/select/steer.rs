@@ -10,11 +10,30 @@
 use std::time::Duration;
 
 /// How long a failback, and a loss, are remembered: a loss within this long of a failback
-/// doubles the tier's next delay; this long without a loss resets it.
+/// doubles the tier's next delay; this long without a loss resets it (DESIGN §7.2).
 pub const DAMPING_MEMORY: Duration = Duration::from_secs(300);
 
 /// The most a tier's failback delay is multiplied by.
 pub const MAX_DAMPING: u32 = 16;
+
+/// A route's failback settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failback {
+    /// `failback_delay`: how long a recovered tier must stay usable first.
+    pub delay: Duration,
+    /// How long a failback and a loss are remembered ([`DAMPING_MEMORY`] but in tests).
+    pub memory: Duration,
+}
+
+impl Failback {
+    /// `delay` with the usual five-minute memory.
+    pub fn after(delay: Duration) -> Failback {
+        Failback {
+            delay,
+            memory: DAMPING_MEMORY,
+        }
+    }
+}
 
 /// What the steering task remembers of one route between decisions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -77,9 +96,13 @@ pub fn steer(
     steer: &mut Steer,
     usable: &[bool],
     pin: Option<usize>,
-    failback_delay: Duration,
+    failback: Failback,
     now: Duration,
 ) -> Option<Duration> {
+    let Failback {
+        delay: failback_delay,
+        memory,
+    } = failback;
     if steer.usable.len() != usable.len() {
         // First decision (or a different tier count): nothing has recovered yet.
         steer.reset(usable.len());
@@ -87,7 +110,7 @@ pub fn steer(
     }
     let before = steer.active;
     for (t, &ok) in usable.iter().enumerate() {
-        let quiet = steer.lost_at[t].is_none_or(|l| now.saturating_sub(l) >= DAMPING_MEMORY);
+        let quiet = steer.lost_at[t].is_none_or(|l| now.saturating_sub(l) >= memory);
         if quiet {
             steer.damping[t] = 1;
         }
@@ -95,7 +118,7 @@ pub fn steer(
             steer.recovered_at[t] = Some(now);
         } else if !ok {
             if steer.usable[t] && before == Some(t) {
-                lose(steer, t, now);
+                lose(steer, t, now, memory);
             }
             steer.recovered_at[t] = None;
         }
@@ -105,7 +128,7 @@ pub fn steer(
         steer.active = Some(p);
         steer.waited = None;
         // Held-back tiers wait for the unpin; only the damping's memory still runs out.
-        return next_wake(steer, failback_delay, now, false);
+        return next_wake(steer, failback, now, false);
     }
     let delays: Vec<Duration> = (0..usable.len())
         .map(|t| steer.delay_of(t, failback_delay))
@@ -125,13 +148,13 @@ pub fn steer(
         }
     }
     steer.active = after;
-    next_wake(steer, failback_delay, now, true)
+    next_wake(steer, failback, now, true)
 }
 
 /// Tier `t` was lost while active: within [`DAMPING_MEMORY`] of a failback to it, its next
 /// failback waits twice as long (up to [`MAX_DAMPING`] times `failback_delay`).
-fn lose(steer: &mut Steer, t: usize, now: Duration) {
-    let relapse = steer.failback_at[t].is_some_and(|f| now.saturating_sub(f) < DAMPING_MEMORY);
+fn lose(steer: &mut Steer, t: usize, now: Duration, memory: Duration) {
+    let relapse = steer.failback_at[t].is_some_and(|f| now.saturating_sub(f) < memory);
     if relapse {
         steer.damping[t] = steer.damping[t].saturating_mul(2).min(MAX_DAMPING);
     }
@@ -143,7 +166,7 @@ fn lose(steer: &mut Steer, t: usize, now: Duration) {
 /// returns to `failback_delay`).
 fn next_wake(
     steer: &Steer,
-    failback_delay: Duration,
+    failback: Failback,
     now: Duration,
     held_back: bool,
 ) -> Option<Duration> {
@@ -154,10 +177,10 @@ fn next_wake(
     };
     let held = (0..active)
         .filter(|&t| steer.usable[t])
-        .filter_map(|t| steer.recovered_at[t].map(|r| r + steer.delay_of(t, failback_delay)));
+        .filter_map(|t| steer.recovered_at[t].map(|r| r + steer.delay_of(t, failback.delay)));
     let undamp = (0..steer.usable.len())
         .filter(|&t| steer.damping[t] > 1)
-        .filter_map(|t| steer.lost_at[t].map(|l| l + DAMPING_MEMORY));
+        .filter_map(|t| steer.lost_at[t].map(|l| l + failback.memory));
     held.chain(undamp).filter(|&at| at > now).min()
 }
 

@@ -25,6 +25,8 @@ pub struct ProxyConfig {
     pub(super) certs: Vec<(PathBuf, PathBuf)>,
     /// The open-files limit (soft and hard) the process starts with.
     pub(super) nofile: Option<u64>,
+    /// Environment variables the process starts with.
+    pub(super) env: Vec<(String, String)>,
 }
 
 /// The ports a test proxy listens on.
@@ -67,6 +69,12 @@ impl ProxyConfig {
     /// Starts the process with at most `n` open files (soft and hard limit, as `prlimit`).
     pub fn open_files(mut self, n: u64) -> ProxyConfig {
         self.nofile = Some(n);
+        self
+    }
+
+    /// Starts the process with the environment variable `name` set to `value`.
+    pub fn env(mut self, name: &str, value: &str) -> ProxyConfig {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 

@@ -77,6 +77,10 @@ impl Checker<'_> {
                 defaults::STANDBY_SHARE,
             );
             let retry = self.retry(&r.retry, &ctx);
+            let damping_memory = (self.env)(DAMPING_MEMORY_ENV)
+                .and_then(|v| units::duration(&v).ok())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(crate::select::DAMPING_MEMORY);
             out.push(RouteSpec {
                 name,
                 hosts,
@@ -84,6 +88,7 @@ impl Checker<'_> {
                 tiers,
                 failback_delay,
                 standby_share,
+                damping_memory,
                 retry,
             });
         }
