@@ -45,13 +45,13 @@ pub struct Passive {
 pub enum Rule {
     /// This many failed attempts in a row.
     Consecutive(u32),
-    /// `failures` of `attempts` within `window_s` seconds failed.
+    /// `failures` of `attempts` within the last `window_s` seconds failed.
     Rate {
         /// Failed attempts counted.
         failures: u32,
         /// Attempts counted.
         attempts: u32,
-        /// The window, in seconds.
+        /// The span of the window that was judged (the newest seconds), in seconds.
         window_s: u64,
     },
 }
@@ -66,7 +66,7 @@ impl std::fmt::Display for Rule {
                 window_s,
             } => write!(
                 f,
-                "{failures} of {attempts} attempts failed within {window_s}s"
+                "{failures} of {attempts} attempts failed within the last {window_s}s"
             ),
         }
     }
@@ -149,14 +149,18 @@ impl Passive {
         if min_requests != 0 {
             self.ring.record(now_ms, true);
             let window_s = self.window_s.load(Ordering::Relaxed);
-            let (attempts, failures) = self.ring.sum(now_ms, window_s);
             let share = f64::from_bits(self.rate_bits.load(Ordering::Relaxed));
-            if rule.is_none() && rate::trips(attempts, failures, min_requests, share) {
-                rule = Some(Rule::Rate {
-                    failures,
-                    attempts,
-                    window_s,
-                });
+            if rule.is_none() {
+                let seconds = self.ring.seconds(now_ms, window_s);
+                if let Some((attempts, failures, span_s)) =
+                    rate::trips_recently(seconds, min_requests, share)
+                {
+                    rule = Some(Rule::Rate {
+                        failures,
+                        attempts,
+                        window_s: span_s,
+                    });
+                }
             }
         }
         let rule = rule?;
@@ -299,10 +303,38 @@ mod tests {
         let rule = Rule::Rate {
             failures: 10,
             attempts: 20,
-            window_s: 10,
+            window_s: 1,
         };
         assert_eq!(ejected, Some((19, (Duration::from_secs(1), rule))));
-        assert_eq!(rule.to_string(), "10 of 20 attempts failed within 10s");
+        assert_eq!(
+            rule.to_string(),
+            "10 of 20 attempts failed within the last 1s"
+        );
+    }
+
+    #[test]
+    fn a_healthy_past_in_the_window_does_not_hide_a_fresh_half_failure() {
+        let p = by_rate(20, 0.5);
+        for n in 0..5_000u64 {
+            p.on_success(Some(1_000 + n));
+        }
+        // Six seconds later it starts failing every other attempt.
+        let mut at = None;
+        for n in 0..100u64 {
+            let now = 7_000 + n;
+            if n % 2 == 0 {
+                p.on_success(Some(now));
+            } else if let Some((_, rule)) = p.on_failure(now) {
+                at = Some((n, rule));
+                break;
+            }
+        }
+        let rule = Rule::Rate {
+            failures: 10,
+            attempts: 20,
+            window_s: 1,
+        };
+        assert_eq!(at, Some((19, rule)), "judged on the newest second");
     }
 
     #[test]

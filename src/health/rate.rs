@@ -2,8 +2,10 @@
 //! a ring of per-second buckets on the live upstream, no lock. Each bucket is one `AtomicU64`
 //! packing the second it counts (a tag) with its attempts and failures, so a request records
 //! its outcome with one load and one `fetch_add` (a compare-exchange on the first attempt of a
-//! new second). The rule itself, [`trips`], is a pure function; the window is summed only when
-//! a failure is recorded.
+//! new second). The rule itself, [`trips_recently`], is a pure function: the newest seconds of
+//! the window holding at least `min_requests` attempts (or any longer span within it) eject
+//! when at least `failure_rate` of their attempts failed; it is evaluated only when a failure
+//! is recorded.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,12 +20,33 @@ const TAG_MASK: u64 = (1 << (64 - TAG_SHIFT)) - 1;
 const ONE_ATTEMPT: u64 = 1 << COUNT_BITS;
 const ONE_FAILURE: u64 = ONE_ATTEMPT | 1;
 
-/// Whether `failures` out of `attempts` within the window eject: at least `min_requests`
-/// attempts (0 turns the rule off) of which at least the share `rate` failed.
+/// Whether `failures` out of `attempts` eject: at least `min_requests` attempts (0 turns the
+/// rule off) of which at least the share `rate` failed.
 pub fn trips(attempts: u32, failures: u32, min_requests: u32, rate: f64) -> bool {
     min_requests > 0
         && attempts >= min_requests
         && f64::from(failures) >= rate * f64::from(attempts)
+}
+
+/// Whether any span of the most recent seconds within the window trips: `seconds` are the
+/// (attempts, failures) of each second, the newest first. So healthy traffic earlier in the
+/// window does not hide a CDN that started failing half its requests a second ago: the
+/// newest seconds holding `min_requests` attempts judge it. Returns the span's counts and
+/// length in seconds.
+pub fn trips_recently(
+    seconds: impl IntoIterator<Item = (u32, u32)>,
+    min_requests: u32,
+    rate: f64,
+) -> Option<(u32, u32, u64)> {
+    let (mut attempts, mut failures) = (0u32, 0u32);
+    for (n, (a, f)) in (1u64..).zip(seconds) {
+        attempts = attempts.saturating_add(a);
+        failures = failures.saturating_add(f);
+        if trips(attempts, failures, min_requests, rate) {
+            return Some((attempts, failures, n));
+        }
+    }
+    None
 }
 
 /// Attempts and failures per second over the last [`SLOTS`] seconds.
@@ -74,22 +97,32 @@ impl Ring {
         }
     }
 
+    /// Attempts and failures of each of the `window_secs` seconds up to and including
+    /// `now_ms`'s, the newest first.
+    pub fn seconds(&self, now_ms: u64, window_secs: u64) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let second = now_ms / 1000;
+        (0..window_secs.min(SLOTS as u64))
+            .map_while(move |back| second.checked_sub(back))
+            .map(|s| {
+                let v = self.slots[slot_of(s)].load(Ordering::Relaxed);
+                if v >> TAG_SHIFT == tag(s) {
+                    // Each count has 20 bits: it fits a u32.
+                    (
+                        ((v >> COUNT_BITS) & COUNT_MASK) as u32,
+                        (v & COUNT_MASK) as u32,
+                    )
+                } else {
+                    (0, 0)
+                }
+            })
+    }
+
     /// Attempts and failures in the `window_secs` seconds up to and including `now_ms`'s.
     pub fn sum(&self, now_ms: u64, window_secs: u64) -> (u32, u32) {
-        let second = now_ms / 1000;
-        let (mut attempts, mut failures) = (0u64, 0u64);
-        for back in 0..window_secs.min(SLOTS as u64) {
-            let Some(s) = second.checked_sub(back) else {
-                break;
-            };
-            let v = self.slots[slot_of(s)].load(Ordering::Relaxed);
-            if v >> TAG_SHIFT == tag(s) {
-                attempts += (v >> COUNT_BITS) & COUNT_MASK;
-                failures += v & COUNT_MASK;
-            }
-        }
-        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-        (clamp(attempts), clamp(failures))
+        self.seconds(now_ms, window_secs)
+            .fold((0u32, 0u32), |(a, f), (da, df)| {
+                (a.saturating_add(da), f.saturating_add(df))
+            })
     }
 
     /// Forgets everything counted (an ejection ended: it starts from nothing).
@@ -126,6 +159,33 @@ mod tests {
                 "{failures}/{attempts} min_requests={min} rate={rate}"
             );
         }
+    }
+
+    #[test]
+    fn the_newest_seconds_judge_not_the_whole_window() {
+        // (seconds newest first, min_requests, rate) -> (attempts, failures, span in s)
+        let healthy_past = [(250, 125), (500, 0), (500, 0), (500, 0)];
+        assert_eq!(
+            trips_recently(healthy_past, 20, 0.5),
+            Some((250, 125, 1)),
+            "half of this second failed: the healthy seconds before do not hide it"
+        );
+        assert_eq!(
+            trips_recently([(10, 5), (500, 0)], 20, 0.5),
+            None,
+            "too few now"
+        );
+        assert_eq!(
+            trips_recently([(10, 6), (12, 6), (500, 0)], 20, 0.5),
+            Some((22, 12, 2)),
+            "low traffic: the newest seconds holding min_requests"
+        );
+        assert_eq!(
+            trips_recently([(100, 49), (100, 51)], 20, 0.5),
+            Some((200, 100, 2))
+        );
+        assert_eq!(trips_recently([(100, 100)], 0, 0.5), None, "off");
+        assert_eq!(trips_recently([], 20, 0.5), None);
     }
 
     #[test]
