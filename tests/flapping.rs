@@ -293,3 +293,59 @@ async fn only_replay_safe_reads_go_to_the_standby() {
     })
     .await;
 }
+
+/// primary > secondary, both CDNs, with `passive` as `[defaults.passive]` and `route` keys.
+fn flaky_site(primary: &FakeUpstream, secondary: &FakeUpstream, passive: &str) -> ProxyConfig {
+    ProxyConfig::new()
+        .admin("")
+        .defaults(&format!(
+            "[defaults.health]\ninterval = \"60s\"\n[defaults.passive]\n{passive}"
+        ))
+        .upstream_with("primary", primary, CDN)
+        .upstream_with("secondary", secondary, CDN)
+        .route("www", &["*"], "/", r#"["primary", "secondary"]"#)
+}
+
+#[tokio::test]
+async fn a_reload_turns_the_rate_rule_on_in_place() {
+    bounded(LIMIT, async {
+        let primary = FakeUpstream::ok("primary").await;
+        primary
+            .set(Mode::EveryNth(2, Box::new(Mode::Status(502))))
+            .await;
+        let secondary = FakeUpstream::ok("secondary").await;
+        let off = "consecutive_failures = 3\nmin_requests = 0";
+        let proxy = flaky_site(&primary, &secondary, off).start().await;
+        for i in 0..40 {
+            let r = get(proxy.addr, HOST, &format!("/{i}")).await;
+            assert_eq!(r.status, 200, "request {i}");
+        }
+        assert_eq!(proxy.upstream_status("primary").await["state"], "healthy");
+        let on = "consecutive_failures = 3\nmin_requests = 20\nfailure_rate = 0.5";
+        proxy.replace(&flaky_site(&primary, &secondary, on));
+        proxy
+            .wait_status(Duration::from_secs(5), "reloaded", |s| {
+                s["config"]["generation"] == 2
+            })
+            .await;
+        let st = proxy.status().await;
+        let reload = events(&st, "reload", &st["config"]["path"].as_str().unwrap_or(""))
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            reload["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("retuned in place primary"),
+            "{reload:#}"
+        );
+        for i in 0..40 {
+            let r = get(proxy.addr, HOST, &format!("/again/{i}")).await;
+            assert_eq!(r.status, 200, "request {i}");
+        }
+        let st = proxy.upstream_status("primary").await;
+        assert_eq!(st["state"], "ejected", "{st:#}");
+    })
+    .await;
+}
