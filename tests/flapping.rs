@@ -329,7 +329,7 @@ async fn a_reload_turns_the_rate_rule_on_in_place() {
             })
             .await;
         let st = proxy.status().await;
-        let reload = events(&st, "reload", &st["config"]["path"].as_str().unwrap_or(""))
+        let reload = events(&st, "reload", st["config"]["path"].as_str().unwrap_or(""))
             .last()
             .cloned()
             .unwrap_or_default();
