@@ -12,7 +12,9 @@
 //! - `refuse`: stops listening and closes every open connection (new connects are refused);
 //! - `hang`: accepts and reads requests but never answers;
 //! - `503`, `520`: answers everything with that status;
-//! - `branded-500`, `flapping`, `origin-outage`: what CDNs really did (see `scenario.rs`).
+//! - `branded-500`, `flapping`, `origin-outage`: what CDNs really did (see `scenario.rs`);
+//! - `half-failing`, `relapsing`, `standby`, `standby-broken`: partial and flapping failures
+//!   and the warm standby (DESIGN §7.2, see `scenario.rs`).
 //!
 //! Reported per scenario (one markdown row; `--out FILE` also writes TSV):
 //!
@@ -26,7 +28,9 @@
 //! - **failback after**: from the heal to the scheduled send time of the first request after
 //!   it that the primary answered (2xx with `x-bascule-upstream: primary`), next to the value
 //!   the config implies (bascule: rise × interval + failback_delay; HAProxy: rise × inter);
-//! - who served the requests (`x-bascule-upstream`) in the warm-up, the break and after the heal.
+//! - who served the requests (`x-bascule-upstream`) in the warm-up, the break and after the heal;
+//! - (details) when the primary was first out of use (its first pause of 500 ms or more in
+//!   the break) and how many times it was back in use after such a pause (failbacks).
 //!
 //! Phases go by scheduled send time, so a request scheduled a millisecond before the break may
 //! already meet the broken primary and count in the warm-up as served by the secondary.
@@ -35,7 +39,7 @@
 //! with `response_timeout = "2s"`; bare keys at the top of that file belong to the route):
 //!
 //! ```sh
-//! cargo bench --bench failover                                # all seven scenarios, < 7 min
+//! cargo bench --bench failover                                # all eleven scenarios, < 11 min
 //! cargo bench --bench failover -- --scenario hang --extra-toml fast.toml --out hang.tsv
 //! cargo bench --bench failover -- --haproxy                   # the same against HAProxy
 //! ```
@@ -76,7 +80,7 @@ const STEADY: Duration = Duration::from_secs(2);
 const STARTUP: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "usage: cargo bench --bench failover -- [--scenario refuse|hang|503|520|\
-branded-500|flapping|origin-outage|all] \
+branded-500|flapping|origin-outage|half-failing|relapsing|standby|standby-broken|all] \
 [--rate N] [--break-secs S] [--heal-window S] [--bin PATH] [--extra-toml FILE] [--out FILE] \
 [--haproxy] [--max-in-flight N]";
 

@@ -94,6 +94,12 @@ pub struct RouteStatus {
     pub origin_failing: bool,
     /// When fresh stored copies are served: "direct", "always" or "off".
     pub cache: &'static str,
+    /// The delay the route's next failback would wait, in ms: `failback_delay`, doubled
+    /// (up to 16x) by each relapse within 5 minutes of a failback (DESIGN §7.2).
+    pub failback_delay_ms: u128,
+    /// The share of replay-safe GET/HEAD requests sent first to the next usable tier after
+    /// the active one (`standby_share`, warm standby).
+    pub standby_share: f64,
 }
 
 impl Status {
@@ -132,6 +138,12 @@ impl Status {
                 pinned: r.state.pin(),
                 origin_failing: r.state.origin_failing(),
                 cache: r.spec.cache.as_str(),
+                failback_delay_ms: r
+                    .state
+                    .failback_delay()
+                    .unwrap_or(r.spec.failback_delay)
+                    .as_millis(),
+                standby_share: r.spec.standby_share,
             })
             .collect();
         let cache = table.cache.as_ref().map(|store| {

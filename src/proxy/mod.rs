@@ -3,6 +3,7 @@
 //! behind it, which walks the attempt plan. Holds no locks outside the cache store's shards
 //! (and, on a miss of a cacheable request, the map of requests in flight).
 
+mod attempt;
 pub mod blame;
 pub mod body;
 mod client_body;
