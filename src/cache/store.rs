@@ -97,6 +97,8 @@ pub enum Flight {
     Pending,
     /// Stored: the waiters are served this.
     Stored(Arc<Entry>),
+    /// Failed, and a stale copy was served instead: the waiters are served it too.
+    Stale(Arc<Entry>),
     /// Failed, or not storable: the waiters go upstream themselves.
     Failed,
 }
@@ -151,6 +153,12 @@ pub struct Leader {
 }
 
 impl Leader {
+    /// Every tier failed and `stale` was served instead: the waiters get it too (rather than
+    /// each asking the failing upstreams again).
+    pub fn served_stale(self, stale: Arc<Entry>) {
+        self.land(Flight::Stale(stale));
+    }
+
     /// Ends the flight with `how` and lets the next miss lead.
     fn land(&self, how: Flight) {
         {
@@ -174,13 +182,17 @@ impl Drop for Leader {
     }
 }
 
-/// Waits at most `timeout` for the flight `rx` to land; None: it failed or took too long (go
-/// upstream yourself).
-pub async fn wait(mut rx: watch::Receiver<Flight>, timeout: Duration) -> Option<Arc<Entry>> {
+/// Waits at most `timeout` for the flight `rx` to land: the entry it stored (`false`) or the
+/// stale copy it served (`true`); None: it failed or took too long (go upstream yourself).
+pub async fn wait(
+    mut rx: watch::Receiver<Flight>,
+    timeout: Duration,
+) -> Option<(Arc<Entry>, bool)> {
     let landed = tokio::time::timeout(timeout, rx.wait_for(|f| !matches!(f, Flight::Pending)));
     match landed.await {
         Ok(Ok(f)) => match &*f {
-            Flight::Stored(e) => Some(Arc::clone(e)),
+            Flight::Stored(e) => Some((Arc::clone(e), false)),
+            Flight::Stale(e) => Some((Arc::clone(e), true)),
             Flight::Pending | Flight::Failed => None,
         },
         Ok(Err(_)) | Err(_) => None,

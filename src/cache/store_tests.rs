@@ -138,8 +138,8 @@ async fn one_leader_per_key_and_its_waiters_get_what_it_stored() {
     };
     let waiter = tokio::spawn(wait(rx, Duration::from_secs(5)));
     put(&store, "h/a", b"shared", Some(leader));
-    let got = waiter.await.expect("task").expect("the leader's entry");
-    assert_eq!(got.chunks.concat(), b"shared");
+    let (got, stale) = waiter.await.expect("task").expect("the leader's entry");
+    assert_eq!((got.chunks.concat(), stale), (b"shared".to_vec(), false));
     assert!(
         matches!(store.join("h/a"), Join::Leader(_)),
         "landed: next miss leads"

@@ -57,6 +57,13 @@ pub async fn serve(
             return (answer(e, head), Report::default(), Some(CacheResult::Hit));
         }
     }
+    // No tier is usable (every one fails its checks): a copy within its stale limit serves
+    // without asking them again, so a failing origin is not sent every reader.
+    if route.state.active().is_none() {
+        if let Some(e) = found.as_ref().filter(|e| e.may_serve_stale(Instant::now())) {
+            return (answer(e, head), Report::default(), Some(CacheResult::Stale));
+        }
+    }
     // A key whose last answer could not be stored goes straight upstream for a while.
     if found.is_none() && store.passing(&key, Instant::now()) {
         let (resp, report) = forward(route, parts, body, received_host, limits).await;
@@ -69,15 +76,16 @@ pub async fn serve(
         match store.join(&key) {
             Join::Leader(l) => leader = Some(l),
             Join::Waiter(rx) => {
-                if let Some(e) = store::wait(rx, spec.lock_timeout)
+                if let Some((e, stale)) = store::wait(rx, spec.lock_timeout)
                     .await
-                    .filter(|e| e.matches(&parts.headers, authorized))
+                    .filter(|(e, _)| e.matches(&parts.headers, authorized))
                 {
-                    return (
-                        answer(&e, false),
-                        Report::default(),
-                        Some(CacheResult::Coalesced),
-                    );
+                    let result = if stale {
+                        CacheResult::Stale
+                    } else {
+                        CacheResult::Coalesced
+                    };
+                    return (answer(&e, false), Report::default(), Some(result));
                 }
             }
         }
@@ -110,6 +118,9 @@ pub async fn serve(
                 .or(found)
                 .filter(|e| e.may_serve_stale(Instant::now()));
             if let Some(e) = copy {
+                if let Some(leader) = leader {
+                    leader.served_stale(Arc::clone(&e));
+                }
                 report.upstream = None;
                 report.pick = None;
                 return (answer(&e, head), report, Some(CacheResult::Stale));
