@@ -185,3 +185,20 @@ fn a_passed_key_is_passed_for_a_while_and_storing_it_ends_the_pass() {
     put(&store, "h/a", b"now storable", None);
     assert!(!store.passing("h/a", now), "a stored answer ends the pass");
 }
+
+#[tokio::test]
+async fn a_leader_that_served_a_stale_copy_hands_it_to_its_waiters() {
+    let store = Store::new(&spec(1 << 20, 1 << 16));
+    put(&store, "h/a", b"old", None);
+    let old = store.get("h/a").expect("stored");
+    let Join::Leader(leader) = store.join("h/a") else {
+        panic!("leader")
+    };
+    let Join::Waiter(rx) = store.join("h/a") else {
+        panic!("waiter")
+    };
+    let waiter = tokio::spawn(wait(rx, Duration::from_secs(5)));
+    leader.served_stale(old);
+    let (got, stale) = waiter.await.expect("task").expect("the stale copy");
+    assert_eq!((got.chunks.concat(), stale), (b"old".to_vec(), true));
+}
