@@ -260,10 +260,11 @@ async fn one_http2_connection_has_at_most_max_in_flight_per_connection_requests_
             .await;
         let send = h2c(proxy.addr).await;
         let mut waiting = Vec::new();
-        for _ in 0..10 {
+        for n in 0..10 {
             let mut send = send.clone();
             let (_tx, rx) = mpsc::channel(1);
-            let req = Request::get(format!("http://{}/hang", proxy.addr))
+            // Distinct queries: the shield would coalesce identical GETs into one.
+            let req = Request::get(format!("http://{}/hang?n={n}", proxy.addr))
                 .body(ChannelBody(rx, 0))
                 .expect("request");
             waiting.push(tokio::spawn(async move {
