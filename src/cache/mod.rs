@@ -2,6 +2,7 @@
 //! and the size-bounded store with coalescing and purges (`store`). The request path's use of
 //! them is `proxy::shield`.
 
+mod filling;
 pub mod rules;
 pub mod store;
 

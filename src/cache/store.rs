@@ -12,12 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use quick_cache::sync::Cache;
 use quick_cache::{OptionsBuilder, Weighter};
 use tokio::sync::watch;
 
+pub use super::filling::Filling;
 use super::rules::{self, Freshness};
 use crate::config::CacheSpec;
 
@@ -39,15 +40,15 @@ pub struct Entry {
     /// The values its `Vary` names had in the request that fetched it.
     pub vary_values: Vec<Option<HeaderValue>>,
     /// What it counts for against `max_size`.
-    weight: u64,
+    pub(super) weight: u64,
 }
 
 /// Bytes an entry costs beyond its body and headers (the map's slot, the `Arc`, the key).
-const ENTRY_OVERHEAD: u64 = 256;
+pub(super) const ENTRY_OVERHEAD: u64 = 256;
 /// Largest buffer body bytes are copied into.
-const CHUNK: usize = 64 << 10;
+pub(super) const CHUNK: usize = 64 << 10;
 /// First buffer for a body of unknown length.
-const FIRST_CHUNK: usize = 4 << 10;
+pub(super) const FIRST_CHUNK: usize = 4 << 10;
 
 impl Entry {
     /// Whether it is fresh at `now`.
@@ -160,7 +161,7 @@ impl Leader {
     }
 
     /// Ends the flight with `how` and lets the next miss lead.
-    fn land(&self, how: Flight) {
+    pub(super) fn land(&self, how: Flight) {
         {
             let mut flights = self.store.flights.lock().unwrap_or_else(|p| p.into_inner());
             if flights
@@ -255,6 +256,11 @@ impl Store {
         self.passes.remove(key);
     }
 
+    /// Stores `entry` under `key` (a filling that ended whole).
+    pub(super) fn insert(&self, key: Box<str>, entry: Arc<Entry>) {
+        self.entries.insert(key, entry);
+    }
+
     /// Bytes held (bodies, headers, keys and per-entry overhead).
     pub fn bytes(&self) -> u64 {
         self.entries.weight()
@@ -308,21 +314,15 @@ impl Store {
         self.passes.remove(&*key);
         let mut stored = headers.clone();
         stored.remove(http::header::AGE);
-        Some(Filling {
-            store: Arc::clone(self),
+        Some(Filling::new(
+            Arc::clone(self),
             key,
-            status,
-            headers: stored,
+            (status, stored),
             freshness,
             vary_values,
             leader,
-            chunks: Vec::new(),
-            buf: BytesMut::new(),
-            len: 0,
-            announced,
-            max_object,
-            received: Instant::now(),
-        })
+            (announced, max_object),
+        ))
     }
 
     /// Removes `path` of `host` (a `path` ending in `*`: every path with that prefix, query
@@ -340,100 +340,6 @@ impl Store {
                 self.passes.remove(&*k);
                 usize::from(self.entries.remove(&*k).is_some())
             }
-        }
-    }
-}
-
-/// A response being stored while it streams to its client.
-pub struct Filling {
-    store: Arc<Store>,
-    key: Box<str>,
-    status: StatusCode,
-    headers: HeaderMap,
-    freshness: Freshness,
-    vary_values: Vec<Option<HeaderValue>>,
-    leader: Option<Leader>,
-    chunks: Vec<Bytes>,
-    buf: BytesMut,
-    len: u64,
-    announced: Option<u64>,
-    max_object: u64,
-    /// When the response head arrived (freshness counts from there).
-    received: Instant,
-}
-
-impl std::fmt::Debug for Filling {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Filling")
-            .field("key", &self.key)
-            .field("len", &self.len)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Filling {
-    /// Adds a piece of the body; false once it is past `max_object` (then drop this: nothing
-    /// is stored and the waiters go upstream).
-    pub fn push(&mut self, data: &[u8]) -> bool {
-        self.len += data.len() as u64;
-        if self.len > self.max_object {
-            return false;
-        }
-        let mut rest = data;
-        while !rest.is_empty() {
-            if self.buf.capacity() == self.buf.len() {
-                if !self.buf.is_empty() {
-                    self.chunks.push(std::mem::take(&mut self.buf).freeze());
-                }
-                let left = self
-                    .announced
-                    .map_or(FIRST_CHUNK << self.chunks.len().min(4), |n| {
-                        usize::try_from(n.saturating_sub(self.len - rest.len() as u64))
-                            .unwrap_or(CHUNK)
-                    });
-                self.buf = BytesMut::with_capacity(left.clamp(rest.len().min(CHUNK), CHUNK));
-            }
-            let n = rest.len().min(self.buf.capacity() - self.buf.len());
-            self.buf.extend_from_slice(&rest[..n]);
-            rest = &rest[n..];
-        }
-        true
-    }
-
-    /// The body ended whole: stores the entry and hands it to the waiters.
-    pub fn finish(mut self) {
-        if !self.buf.is_empty() {
-            // A last buffer mostly empty is copied to its size, so the weight is what it holds.
-            let last = if self.buf.capacity() > self.buf.len() + self.buf.len() / 4 {
-                Bytes::copy_from_slice(&self.buf)
-            } else {
-                std::mem::take(&mut self.buf).freeze()
-            };
-            self.chunks.push(last);
-        }
-        let header_bytes: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 32)
-            .sum();
-        let weight = self.chunks.iter().map(|c| c.len() as u64).sum::<u64>()
-            + header_bytes as u64
-            + ENTRY_OVERHEAD;
-        let entry = Arc::new(Entry {
-            status: self.status,
-            headers: std::mem::take(&mut self.headers),
-            chunks: std::mem::take(&mut self.chunks),
-            len: self.len,
-            stored_at: self.received,
-            freshness: self.freshness.clone(),
-            vary_values: std::mem::take(&mut self.vary_values),
-            weight,
-        });
-        self.store
-            .entries
-            .insert(std::mem::take(&mut self.key), Arc::clone(&entry));
-        if let Some(leader) = self.leader.take() {
-            leader.land(Flight::Stored(entry));
         }
     }
 }
