@@ -33,7 +33,10 @@
 //! - [`steering`]: the task that applies `steer` on every health change and failback timer.
 //! - [`checker`]: active probes, one task per live upstream.
 //! - [`proxy`]: the request path — head checks (Host, target length, Content-Length), path
-//!   normalization, route, rewrite headers, walk the plan, replay safety.
+//!   normalization, route, rewrite headers, walk the plan (at most two attempts in flight: a
+//!   slow replay-safe attempt is hedged on the next tier, the first answer wins), replay
+//!   safety, the route's retry budget (`routing::budget`) and each upstream's recent time to
+//!   response head (`health::head_times`, for `hedge_after = "auto"`).
 //! - [`client`]: pooled upstream connections: DNS cache, connect deadline, TLS.
 //! - [`server`]: listeners, connection limits and timeouts, graceful shutdown.
 //! - [`reload`]: reload triggers (file watch, poll, SIGHUP, admin) and the validate-then-swap.

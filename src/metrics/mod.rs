@@ -53,11 +53,13 @@ pub enum Outcome {
     LocalError,
     /// A CDN answered with its own error page (DESIGN §7.1).
     CdnError,
+    /// Lost a hedge race: dropped when another attempt answered first (DESIGN §7.4).
+    Cancelled,
 }
 
 impl Outcome {
     /// Every outcome, in label-index order.
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Ok,
         Outcome::ConnectError,
         Outcome::Timeout,
@@ -66,6 +68,7 @@ impl Outcome {
         Outcome::ClientError,
         Outcome::LocalError,
         Outcome::CdnError,
+        Outcome::Cancelled,
     ];
 
     /// The label value.
@@ -79,6 +82,7 @@ impl Outcome {
             Outcome::ClientError => "client_error",
             Outcome::LocalError => "local_error",
             Outcome::CdnError => "cdn_error",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }
@@ -103,6 +107,7 @@ pub struct Metrics {
     config_reloads: Family<ReloadLabels, Counter>,
     config_generation: Gauge,
     local_errors: Family<OpLabel, Counter>,
+    pub(crate) budget_exhausted: Family<RouteLabel, Counter>,
     /// Requests answered before a route was found (400, 404).
     unrouted: OnceLock<RouteMetrics>,
     /// Each upstream's attempt latencies, by name: kept across reloads like its counters.
@@ -141,7 +146,7 @@ impl Metrics {
         let attempts = register(
             reg,
             "bascule_upstream_attempts",
-            "Attempts sent to an upstream, by outcome (ok, connect_error, timeout, retry_status, error, client_error, local_error, cdn_error)",
+            "Attempts sent to an upstream, by outcome (ok, connect_error, timeout, retry_status, error, client_error, local_error, cdn_error, cancelled)",
         );
         let failures = register(
             reg,
@@ -178,6 +183,11 @@ impl Metrics {
             "bascule_local_errors",
             "Failures of bascule's own resources (file descriptors, memory), by operation (accept, connect): never counted against an upstream",
         );
+        let budget_exhausted = register(
+            reg,
+            "bascule_retry_budget_exhausted",
+            "Retries and hedges a route's retry budget refused (the failure was answered as if no attempt were left)",
+        );
         for op in ["accept", "connect"] {
             local_errors.get_or_create(&OpLabel { op }).inc_by(0);
         }
@@ -200,6 +210,7 @@ impl Metrics {
             config_reloads,
             config_generation,
             local_errors,
+            budget_exhausted,
             unrouted: OnceLock::new(),
             latencies: Mutex::default(),
             route_slots: Mutex::default(),
@@ -401,7 +412,7 @@ mod tests {
         assert!(!text.contains("# EOF"), "{text}");
         // The crate writes HELP unescaped: no text may need escaping in either format.
         let helps: Vec<&str> = om.lines().filter(|l| l.starts_with("# HELP")).collect();
-        assert_eq!(helps.len(), 10, "{om}");
+        assert_eq!(helps.len(), 11, "{om}");
         assert!(helps.iter().all(|l| !l.contains(['"', '\\'])), "{om}");
     }
 

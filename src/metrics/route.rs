@@ -9,7 +9,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 
 use super::histogram::AtomicHistogram;
-use super::{Metrics, RequestLabels};
+use super::{Metrics, RequestLabels, RouteLabel};
 
 /// The status codes that get a cached counter slot (any other takes the family's lock):
 /// 100–103, 200–208, 300–308, 400–431, 500–530.
@@ -75,6 +75,8 @@ pub struct RouteMetrics {
     duration: AtomicHistogram,
     /// Per upstream (and "-"), per cached status code (`slot_of`).
     slots: Vec<Slots>,
+    /// `bascule_retry_budget_exhausted_total{route}`.
+    budget_exhausted: Counter,
     metrics: Arc<Metrics>,
 }
 
@@ -97,7 +99,11 @@ impl RouteMetrics {
         slots: Vec<Slots>,
     ) -> RouteMetrics {
         debug_assert_eq!(slots.len(), upstreams.len() + 1);
+        let budget_exhausted = metrics.budget_exhausted.get_or_create_owned(&RouteLabel {
+            route: name.to_owned(),
+        });
         RouteMetrics {
+            budget_exhausted,
             name: name.to_owned(),
             upstreams,
             duration,
@@ -129,6 +135,11 @@ impl RouteMetrics {
             // A rare code: counted through the family (a read lock, or a write on first use).
             None => self.metrics.requests.get_or_create(&labels()).inc(),
         };
+    }
+
+    /// Counts a retry or hedge that the route's retry budget refused.
+    pub fn budget_exhausted(&self) {
+        self.budget_exhausted.inc();
     }
 
     /// Counts an attempt that failed on bascule's own resources before reaching the upstream.

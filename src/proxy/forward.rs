@@ -1,35 +1,33 @@
-//! Walks a request's attempt plan: reads (and, when small, buffers) the client's body, builds
-//! each attempt, sends it with the upstream's response deadline, classifies failures, decides
-//! whether the next attempt is allowed (replay safety, [`may_retry`]), and, once the request's
-//! fate is known, charges each failed attempt to whoever caused it
-//! ([`Failure::blames_upstream`]). Once response headers are passed to the client nothing is
-//! retried.
+//! Forwards a request over its attempt plan: reads (and, when small, buffers) the client's
+//! body, builds each attempt (sent by `send`), judges how each ended and whether the next
+//! attempt is allowed (replay safety, [`may_retry`]; free or paid from the retry budget), lets
+//! `attempts::walk` run them (hedging a replay-safe request, DESIGN §7.4), and, once the
+//! request's fate is known, charges each failed attempt to whoever caused it
+//! ([`Failure::blames_upstream`]) and counts a hedge's loser as `cancelled`. Once response
+//! headers are passed to the client nothing is retried.
 
 use std::sync::Arc;
-
-use bytes::{Bytes, BytesMut};
-use http_body::Body as _;
-use http_body_util::BodyExt;
-use std::time::Instant;
+use std::time::Duration;
 
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 use http::{header, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::debug;
 
+use super::attempts::{self, Next, Verdict};
 use super::blame;
 use super::body::ProxyBody;
 use super::client_body::{prepare, BodyLimits, ClientBody};
 use super::error::{self, Failure};
-use super::headers;
-use crate::cdn;
-use crate::client::body::{BodyError, Returned, UpstreamBody};
-use crate::config::Role;
+use super::send::{send, Sent};
+use crate::client::body::{BodyError, Returned, Stream, UpstreamBody};
+use crate::config::{HedgeAfter, Role};
 use crate::metrics::Outcome;
 use crate::routing::{HostName, Route, Upstream};
-use crate::select::{self, Pick};
+use crate::select::{self, Pick, Plan};
 
 /// What the forwarder did, for the access log and debug headers.
 #[derive(Debug, Default)]
@@ -115,113 +113,90 @@ impl Target {
     }
 }
 
-/// How one attempt ended.
-enum Sent {
-    /// An answer to pass to the client.
-    Answer(Response<ProxyBody>),
-    /// A failure, with the upstream's response when it was a status in `on_status` (passed
-    /// through if nothing better comes), and what happened (for the ejection event).
-    Failed(Failure, Option<Response<ProxyBody>>, String),
+/// The forwarder's side of the walk (`attempts::walk`): what each attempt is built from, and
+/// what the finished ones left behind.
+struct Walk<'r> {
+    route: &'r Route,
+    plan: Plan,
+    target: Target,
+    /// Rewritten request headers; the last planned attempt takes them, the others a copy.
+    headers: http::HeaderMap,
+    body: ClientBody,
+    /// A streamed body's way back from the attempt in flight (never hedged: one at a time).
+    back: Option<oneshot::Receiver<Stream>>,
+    replayable_method: bool,
+    /// Whether attempts may be hedged: `hedge_after` is on and the request is replay-safe.
+    hedging: bool,
+    now: Instant,
+    /// Failed attempts, charged once the request's fate is known (allocated only on failure).
+    failed: Vec<(Pick, Failure, String)>,
+    /// The last failed attempt's response (an `on_status` code, a CDN's page), and its pick.
+    held: Option<(Response<ProxyBody>, Pick)>,
+    /// The winning answer.
+    answer: Option<Response<ProxyBody>>,
 }
 
-/// Sends `req` to `upstream`. Its `response_timeout` runs from the end of the request body:
-/// from the start for a buffered body, from `body_sent` for a streamed one (while a stream is
-/// being sent, the client's `body_timeout` guards it instead). The time to a response head is
-/// recorded in the upstream's latency histogram (two clock reads and one relaxed add).
-async fn send(
-    upstream: &Upstream,
-    req: Request<UpstreamBody>,
-    body_sent: Option<oneshot::Receiver<()>>,
-    on_status: &crate::config::StatusSet,
-) -> Sent {
-    let deadline = upstream.spec.response_timeout;
-    let in_flight = upstream.live.health.start_request();
-    let started = Instant::now();
-    let response = upstream.live.client.request(req);
-    let result = match body_sent {
-        None => tokio::time::timeout(deadline, response).await,
-        Some(sent) => {
-            tokio::pin!(response);
-            tokio::select! {
-                biased;
-                r = &mut response => Ok(r),
-                _ = sent => tokio::time::timeout(deadline, response).await,
-            }
+impl Walk<'_> {
+    /// The hedge delay for an attempt at `upstream`, if it may be hedged.
+    fn hedge_delay(&self, upstream: &Upstream) -> Option<Duration> {
+        if !self.hedging {
+            return None;
         }
-    };
-    match result {
-        Ok(Ok(resp)) => {
-            upstream.live.metrics.responded(started.elapsed());
-            let status = resp.status().as_u16();
-            let (mut parts, mut body) = resp.into_parts();
-            // A CDN's 5xx: its own error page, or the origin's answer passed through?
-            let (generated, prefix) = if status >= 500 && upstream.spec.role == Role::Cdn {
-                let marker = upstream.spec.origin_marker.as_ref();
-                judge_cdn_error(status, &parts.headers, &mut body, marker, deadline).await
-            } else {
-                (None, None)
-            };
-            headers::rewrite_response(&mut parts.headers);
-            let resp =
-                Response::from_parts(parts, ProxyBody::upstream_after(prefix, body, in_flight));
-            if let Some(cdn) = generated {
-                debug!(
-                    upstream = upstream.name(),
-                    status, cdn, "the CDN's own error page"
-                );
-                let what = format!("{cdn} error page, status {status}");
-                Sent::Failed(Failure::CdnError, Some(resp), what)
-            } else if on_status.contains(status) {
-                debug!(upstream = upstream.name(), status, "retryable status");
-                Sent::Failed(Failure::Status, Some(resp), format!("status {status}"))
-            } else {
-                Sent::Answer(resp)
-            }
-        }
-        Ok(Err(e)) => {
-            let f = Failure::of(&e);
-            let cause = crate::client::error_chain(&e);
-            debug!(upstream = upstream.name(), error = %cause, failure = f.outcome().as_str(), "attempt failed");
-            Sent::Failed(f, None, cause)
-        }
-        Err(_elapsed) => {
-            debug!(upstream = upstream.name(), "response timeout");
-            let what = "no response headers within response_timeout".to_owned();
-            Sent::Failed(Failure::ResponseTimeout, None, what)
+        match self.route.spec.retry.hedge_after {
+            HedgeAfter::Off => None,
+            HedgeAfter::After(d) => Some(d),
+            HedgeAfter::Auto => Some(upstream.live.head_times.hedge_delay(self.now)),
         }
     }
-}
 
-/// Whether a CDN's 5xx answer is its own error page (DESIGN §7.1): status and headers first,
-/// then — only if a signature needs it — at most `cdn::BODY_PREFIX` bytes of the body, read
-/// within `deadline`. Returns the CDN it names, if any, and what was read (it goes to the
-/// client first if the answer is passed on).
-async fn judge_cdn_error(
-    status: u16,
-    headers: &http::HeaderMap,
-    body: &mut crate::client::Body,
-    marker: Option<&http::HeaderName>,
-    deadline: std::time::Duration,
-) -> (Option<&'static str>, Option<Bytes>) {
-    let by_head = cdn::generated_by(status, headers, b"", marker);
-    if by_head.is_some() || marker.is_some() || !cdn::needs_body(status, headers) {
-        return (by_head, None);
-    }
-    let until = tokio::time::Instant::now() + deadline;
-    let mut read = BytesMut::new();
-    while read.len() < cdn::BODY_PREFIX && !body.is_end_stream() {
-        match tokio::time::timeout_at(until, body.frame()).await {
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    read.extend_from_slice(&data);
+    /// Judges a finished attempt `i`: counts it, keeps a failure's response, and says whether
+    /// the next planned attempt may follow (replay safety, the origin rule, the budget).
+    fn judge(&mut self, i: usize, sent: Sent) -> Verdict {
+        let pick = self.plan.picks()[i];
+        let upstream = self.route.upstream(pick);
+        let (failure, response, what) = match sent {
+            Sent::Answer(resp) => {
+                upstream.live.health.attempt_succeeded();
+                upstream.live.metrics.attempt(Outcome::Ok);
+                self.answer = Some(resp);
+                return Verdict::Answer;
+            }
+            Sent::Failed(f, resp, what) => (f, resp, what),
+        };
+        upstream.live.metrics.attempt(failure.outcome());
+        if failure == Failure::Local {
+            self.route.metrics.local_error();
+        }
+        self.failed.push((pick, failure, what));
+        // Passed through if it stays the last word (every attempt ended with on_status).
+        if let Some(resp) = response {
+            self.held = Some((resp, pick));
+        }
+        // The route's origins are failing: every tier reaches the same failing origin, so an
+        // answer is passed on from the first tier that gave it (no amplification).
+        if failure.answered() && self.route.state.origin_failing() {
+            return Verdict::Failed(Next::Stop);
+        }
+        // Get an unread streamed body back for the next attempt.
+        let state = match (&mut self.body, self.back.take()) {
+            (ClientBody::Stream(slot), Some(mut back)) => {
+                *slot = back.try_recv().ok();
+                if slot.is_some() {
+                    BodyState::Unread
+                } else {
+                    BodyState::Consumed
                 }
             }
-            // The end, a broken body, or no more bytes in time: judge what arrived.
-            Ok(Some(Err(_)) | None) | Err(_) => break,
-        }
+            _ => BodyState::Replayable,
+        };
+        Verdict::Failed(if !may_retry(failure, state, self.replayable_method) {
+            Next::Stop
+        } else if failure.nothing_sent() {
+            Next::Free
+        } else {
+            Next::Paid
+        })
     }
-    let read = read.freeze();
-    (cdn::generated_by(status, headers, &read, None), Some(read))
 }
 
 /// Forwards one request over `route`'s plan. `parts.headers` are already rewritten except Host;
@@ -235,7 +210,7 @@ pub async fn forward(
 ) -> (Response<ProxyBody>, Report) {
     let retry = &route.spec.retry;
     let mut report = Report::default();
-    let (mut body, _reserved) = match prepare(body, retry.buffer_body, limits).await {
+    let (body, _reserved) = match prepare(body, retry.buffer_body, limits).await {
         Ok(b) => b,
         Err(e) => {
             debug!(error = %e, "client body could not be read");
@@ -243,6 +218,8 @@ pub async fn forward(
             return (client_body_answer(&e), report);
         }
     };
+    let now = Instant::now();
+    route.state.budget.deposit(now.into_std(), retry.budget);
     let target = Target {
         path: parts
             .uri
@@ -260,84 +237,88 @@ pub async fn forward(
         route.next_rr(),
         |u| u.live.health.is_available(),
     );
-    let picks = plan.picks();
-    // Failed attempts, charged once the request's fate is known (allocated only on failure).
-    let mut failed: Vec<(Pick, Failure, String)> = Vec::new();
-    let mut held: Option<Response<ProxyBody>> = None;
-
-    for (i, pick) in picks.iter().enumerate() {
-        let upstream = route.upstream(*pick);
-        let last_try = i + 1 == picks.len();
-        let Some((attempt_body, returned)) = body.for_attempt() else {
-            break;
-        };
-        // The last planned attempt takes the headers; earlier ones need a copy for retries.
-        let headers = if last_try {
-            std::mem::take(&mut parts.headers)
-        } else {
-            parts.headers.clone()
-        };
-        let req = target.request(upstream, headers, attempt_body);
-        report.attempts += 1;
-        let (back, body_sent) = returned.map(|r: Returned| (r.back, r.done)).unzip();
-        let (failure, response, what) = match send(upstream, req, body_sent, &retry.on_status).await
-        {
-            Sent::Answer(resp) => {
-                upstream.live.health.attempt_succeeded();
-                upstream.live.metrics.attempt(Outcome::Ok);
-                charge(route, &failed, true);
-                report.upstream = Some(Arc::clone(upstream));
-                report.pick = Some(*pick);
-                return (resp, report);
-            }
-            Sent::Failed(f, resp, what) => (f, resp, what),
-        };
-        upstream.live.metrics.attempt(failure.outcome());
-        if failure == Failure::Local {
-            route.metrics.local_error();
-        }
-        failed.push((*pick, failure, what));
-        // Passed through if it stays the last word (every attempt ended with on_status).
-        if let Some(resp) = response {
-            report.upstream = Some(Arc::clone(upstream));
-            report.pick = Some(*pick);
-            held = Some(resp);
-        }
-        if last_try {
-            break;
-        }
-        // The route's origins are failing: every tier reaches the same failing origin, so an
-        // answer is passed on from the first tier that gave it (no amplification).
-        if failure.answered() && route.state.origin_failing() {
-            break;
-        }
-        // Get an unread streamed body back for the next attempt.
-        let state = match (&mut body, back) {
-            (ClientBody::Stream(slot), Some(mut back)) => {
-                *slot = back.try_recv().ok();
-                if slot.is_some() {
-                    BodyState::Unread
-                } else {
-                    BodyState::Consumed
-                }
-            }
-            _ => BodyState::Replayable,
-        };
-        if !may_retry(failure, state, replayable_method) {
-            break;
-        }
+    let hedging = retry.hedge_after != HedgeAfter::Off
+        && replayable_method
+        && !matches!(body, ClientBody::Stream(_))
+        && !route.state.origin_failing();
+    let mut w = Walk {
+        route,
+        plan,
+        target,
+        headers: std::mem::take(&mut parts.headers),
+        body,
+        back: None,
+        replayable_method,
+        hedging,
+        now,
+        failed: Vec::new(),
+        held: None,
+        answer: None,
+    };
+    let planned = plan.picks().len();
+    let walked = attempts::walk(
+        &mut w,
+        planned,
+        |w, i| {
+            let route: &Route = w.route;
+            let upstream = route.upstream(w.plan.picks()[i]);
+            let (attempt_body, returned) = w.body.for_attempt()?;
+            let headers = if i + 1 == planned {
+                std::mem::take(&mut w.headers)
+            } else {
+                w.headers.clone()
+            };
+            let req = w.target.request(upstream, headers, attempt_body);
+            let (back, body_sent) = returned.map(|r: Returned| (r.back, r.done)).unzip();
+            w.back = back;
+            let delay = w.hedge_delay(upstream);
+            Some((
+                send(upstream, req, body_sent, &route.spec.retry.on_status),
+                delay,
+            ))
+        },
+        Walk::judge,
+        || {
+            let now = std::time::Instant::now();
+            route.state.budget.try_spend(now, retry.budget_min_per_sec)
+        },
+    )
+    .await;
+    report.attempts = walked.started;
+    if let Some((i, ran)) = walked.cancelled {
+        // A loser: neither a success nor a failure, but it says the upstream took this long.
+        let loser = route.upstream(plan.picks()[i]);
+        loser.live.metrics.attempt(Outcome::Cancelled);
+        loser.live.head_times.record(Instant::now(), ran);
     }
-    charge(route, &failed, false);
-    let last = failed.last().map(|(_, f, _)| *f);
+    for _ in 0..walked.refused {
+        route.metrics.budget_exhausted();
+    }
+    if walked.hedges > 0 {
+        debug!(
+            route = route.spec.name.as_str(),
+            hedges = walked.hedges,
+            "hedged"
+        );
+    }
+    if let (Some(i), Some(resp)) = (walked.answered, w.answer.take()) {
+        charge(route, &w.failed, true);
+        let pick = plan.picks()[i];
+        report.upstream = Some(Arc::clone(route.upstream(pick)));
+        report.pick = Some(pick);
+        return (resp, report);
+    }
+    charge(route, &w.failed, false);
+    let last = w.failed.last().map(|(_, f, _)| *f);
     report.failure = last;
-    match (held, last) {
-        (Some(r), Some(f)) if f.answered() => (r, report),
-        (_, Some(Failure::ClientBody)) => (error::body_timeout(), report),
-        _ => {
-            report.upstream = None;
-            report.pick = None;
-            (error::exhausted(last), report)
+    match (w.held, last) {
+        (Some((r, pick)), Some(f)) if f.answered() => {
+            report.upstream = Some(Arc::clone(route.upstream(pick)));
+            report.pick = Some(pick);
+            (r, report)
         }
+        (_, Some(Failure::ClientBody)) => (error::body_timeout(), report),
+        _ => (error::exhausted(last), report),
     }
 }
 

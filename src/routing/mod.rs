@@ -4,6 +4,7 @@
 //! tier, pin); a [`Registry`] hands the live objects out, so an upstream whose identity is
 //! unchanged keeps its health and connections across reloads (DESIGN §7.5).
 
+pub mod budget;
 pub mod matcher;
 pub mod registry;
 pub mod upstream;

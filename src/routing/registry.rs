@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::budget::RetryBudget;
 use super::{LiveUpstream, Upstream, UpstreamError};
 use crate::client::Dns;
 use crate::config::{RouteSpec, UpstreamSpec};
@@ -42,6 +43,8 @@ pub struct RouteState {
     origin_failing: AtomicBool,
     pin: Mutex<Option<Pin>>,
     signals: Signals,
+    /// The route's retry budget (DESIGN §7.4), kept with the rest of its live state.
+    pub budget: RetryBudget,
 }
 
 impl RouteState {
@@ -52,6 +55,7 @@ impl RouteState {
             origin_failing: AtomicBool::new(false),
             pin: Mutex::new(None),
             signals,
+            budget: RetryBudget::default(),
         }
     }
 

@@ -13,6 +13,7 @@ use http::HeaderValue;
 use crate::client::{self, Connector, Dns, UpstreamClient};
 use crate::config::{HealthSpec, Identity, Scheme, UpstreamSpec};
 use crate::events::Signals;
+use crate::health::head_times::HeadTimes;
 use crate::health::Health;
 use crate::metrics::UpstreamMetrics;
 
@@ -93,6 +94,8 @@ pub struct LiveUpstream {
     pub name_header: HeaderValue,
     /// Attempt counters (`bascule_upstream_attempts_total`).
     pub metrics: UpstreamMetrics,
+    /// Recent times to response head, for `hedge_after = "auto"`.
+    pub head_times: HeadTimes,
 }
 
 impl std::fmt::Debug for LiveUpstream {
@@ -165,6 +168,7 @@ impl LiveUpstream {
             address_host,
             name_header,
             metrics,
+            head_times: HeadTimes::default(),
         })
     }
 

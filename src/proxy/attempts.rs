@@ -1,0 +1,214 @@
+//! The walk over a request's attempt plan (DESIGN §7.4) as a small state machine: at most two
+//! attempts in flight; an attempt still without a response head after its hedge delay gets a
+//! hedge (the next planned attempt, started while the first goes on); the first answer wins and
+//! the other attempt is dropped (its connection closed, or its h2 stream reset); a failure
+//! starts the next planned attempt when the forwarder's verdict allows it. Retries after a
+//! request was sent, and hedges, are paid from the route's retry budget; retries of failures
+//! that prove nothing was sent are free.
+//!
+//! The machine is generic over the attempt future, so that its timing is tested with fake
+//! attempts over paused time; the forwarder (`forward`) supplies the real ones and judges how
+//! each ended.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+/// How one finished attempt ended, as the forwarder judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// A response head to pass on: the request is answered.
+    Answer,
+    /// A failure, and whether the next planned attempt may follow it.
+    Failed(Next),
+}
+
+/// Whether the next planned attempt may follow a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Next {
+    /// It may not (replay safety, a failing origin, the last planned attempt).
+    Stop,
+    /// It may, for free: the failure proves nothing was sent.
+    Free,
+    /// It may if the retry budget allows.
+    Paid,
+}
+
+/// What the walk did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Walked {
+    /// The plan index of the attempt whose answer won, if any.
+    pub answered: Option<usize>,
+    /// Attempts started, hedges included.
+    pub started: usize,
+    /// Hedges among them.
+    pub hedges: usize,
+    /// The attempt dropped because another answered first, and how long it had run.
+    pub cancelled: Option<(usize, Duration)>,
+    /// Retries or hedges the budget refused.
+    pub refused: usize,
+}
+
+/// One attempt in flight: its plan index, start, hedge delay, and whether it was hedged.
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    index: usize,
+    since: Instant,
+    hedge_after: Option<Duration>,
+    hedged: bool,
+}
+
+/// What woke the walk.
+enum Woke<T> {
+    /// Attempt in slot `0` or `1` finished.
+    Done(usize, T),
+    /// The hedge delay of the one attempt in flight passed.
+    Hedge,
+}
+
+/// Walks `planned` attempts. `start(state, i)` builds attempt `i` and its hedge delay (None:
+/// never hedged), or None when it cannot be made (a streamed body is gone); `judge(state, i,
+/// output)` says how a finished attempt ended; `spend()` asks the retry budget for one retry or
+/// hedge.
+pub(super) async fn walk<S, F>(
+    state: &mut S,
+    planned: usize,
+    mut start: impl FnMut(&mut S, usize) -> Option<(F, Option<Duration>)>,
+    mut judge: impl FnMut(&mut S, usize, F::Output) -> Verdict,
+    mut spend: impl FnMut() -> bool,
+) -> Walked
+where
+    F: Future,
+{
+    let mut walked = Walked::default();
+    let mut slots = [pin!(None::<F>), pin!(None::<F>)];
+    let mut flights: [Option<Flight>; 2] = [None, None];
+    let mut timer = pin!(None::<Sleep>);
+    // The next planned attempt, and whether any more may start.
+    let mut next = 0;
+    let mut open = true;
+    let mut launch = |state: &mut S,
+                      slots: &mut [std::pin::Pin<&mut Option<F>>; 2],
+                      flights: &mut [Option<Flight>; 2],
+                      next: &mut usize,
+                      walked: &mut Walked|
+     -> bool {
+        if *next >= planned {
+            return false;
+        }
+        let Some(k) = flights.iter().position(Option::is_none) else {
+            return false;
+        };
+        let Some((fut, hedge_after)) = start(state, *next) else {
+            return false;
+        };
+        slots[k].set(Some(fut));
+        flights[k] = Some(Flight {
+            index: *next,
+            since: Instant::now(),
+            hedge_after,
+            hedged: false,
+        });
+        *next += 1;
+        walked.started += 1;
+        true
+    };
+    if !launch(state, &mut slots, &mut flights, &mut next, &mut walked) {
+        return walked;
+    }
+    loop {
+        // Arm the hedge timer when exactly one attempt is in flight and it may be hedged.
+        let alone = match flights {
+            [Some(f), None] | [None, Some(f)] => Some(f),
+            _ => None,
+        };
+        let due = alone
+            .filter(|f| open && !f.hedged && next < planned)
+            .and_then(|f| f.hedge_after.map(|d| f.since + d));
+        match (due, timer.as_mut().as_pin_mut()) {
+            (Some(at), Some(t)) => {
+                if t.deadline() != at {
+                    t.reset(at);
+                }
+            }
+            (Some(at), None) => timer.set(Some(tokio::time::sleep_until(at))),
+            (None, Some(_)) => timer.set(None),
+            (None, None) => {}
+        }
+        let woke = std::future::poll_fn(|cx| {
+            for (k, slot) in slots.iter_mut().enumerate() {
+                if let Some(f) = slot.as_mut().as_pin_mut() {
+                    if let Poll::Ready(out) = f.poll(cx) {
+                        return Poll::Ready(Woke::Done(k, out));
+                    }
+                }
+            }
+            if let Some(t) = timer.as_mut().as_pin_mut() {
+                if t.poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Hedge);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match woke {
+            Woke::Hedge => {
+                timer.set(None);
+                if let Some(f) = flights.iter_mut().flatten().next() {
+                    f.hedged = true;
+                }
+                if spend() {
+                    if launch(state, &mut slots, &mut flights, &mut next, &mut walked) {
+                        walked.hedges += 1;
+                    }
+                } else {
+                    walked.refused += 1;
+                }
+            }
+            Woke::Done(k, out) => {
+                slots[k].set(None);
+                let Some(done) = flights[k].take() else {
+                    continue;
+                };
+                match judge(state, done.index, out) {
+                    Verdict::Answer => {
+                        walked.answered = Some(done.index);
+                        let other = 1 - k;
+                        if let Some(loser) = flights[other].take() {
+                            // Dropped: its connection is closed, or its h2 stream reset.
+                            slots[other].set(None);
+                            walked.cancelled = Some((loser.index, loser.since.elapsed()));
+                        }
+                        return walked;
+                    }
+                    Verdict::Failed(Next::Stop) => open = false,
+                    Verdict::Failed(Next::Free) => {
+                        if open {
+                            launch(state, &mut slots, &mut flights, &mut next, &mut walked);
+                        }
+                    }
+                    Verdict::Failed(Next::Paid) => {
+                        if open && next < planned {
+                            if spend() {
+                                launch(state, &mut slots, &mut flights, &mut next, &mut walked);
+                            } else {
+                                walked.refused += 1;
+                                open = false;
+                            }
+                        }
+                    }
+                }
+                if flights.iter().all(Option::is_none) {
+                    return walked;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "attempts_tests.rs"]
+mod tests;
