@@ -9,7 +9,13 @@
 //!   good, over and over through the break (70 % of the time bad);
 //! - `origin-outage`: the origin fails (503) and both CDNs pass its 503 on, health probes
 //!   included, for the break; then everything is healthy again. Measured: how much the primary
-//!   CDN still answers during the outage and in the 10 s after it.
+//!   CDN still answers during the outage and in the 10 s after it;
+//! - `slow-primary` (DESIGN §7.4): the primary answers everything, probes included, after
+//!   300 ms — slow but healthy: no failover, and few hedges;
+//! - `brownout` (DESIGN §7.4): the origin answers every second request with 503 and every tier
+//!   passes that on (probes alternate too, so the checks stay green): retries are held to the
+//!   retry budget, so upstream requests stay ≤ (1 + budget) × client requests plus
+//!   `budget_min_per_sec` per second.
 
 use std::time::Duration;
 
@@ -27,7 +33,12 @@ pub enum Scenario {
     Branded500,
     Flapping,
     OriginOutage,
+    SlowPrimary,
+    Brownout,
 }
+
+/// How long the slow-but-healthy primary takes to answer.
+const SLOW: Duration = Duration::from_millis(300);
 
 /// One bad-then-good cycle of `flapping`.
 const FLAP_BAD: Duration = Duration::from_millis(3500);
@@ -35,7 +46,7 @@ const FLAP_GOOD: Duration = Duration::from_millis(1500);
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Refuse,
         Scenario::Hang,
         Scenario::Status503,
@@ -43,6 +54,8 @@ impl Scenario {
         Scenario::Branded500,
         Scenario::Flapping,
         Scenario::OriginOutage,
+        Scenario::SlowPrimary,
+        Scenario::Brownout,
     ];
 
     /// Its name on the command line and in the report.
@@ -55,6 +68,8 @@ impl Scenario {
             Scenario::Branded500 => "branded-500",
             Scenario::Flapping => "flapping",
             Scenario::OriginOutage => "origin-outage",
+            Scenario::SlowPrimary => "slow-primary",
+            Scenario::Brownout => "brownout",
         }
     }
 
@@ -85,6 +100,12 @@ impl Scenario {
             Scenario::OriginOutage => {
                 for u in [ups.origin, ups.primary, ups.secondary] {
                     u.switch(Mode::Status(503));
+                }
+            }
+            Scenario::SlowPrimary => ups.primary.switch(Mode::Slow(SLOW)),
+            Scenario::Brownout => {
+                for u in [ups.origin, ups.primary, ups.secondary] {
+                    u.switch(Mode::EveryNth(2, Box::new(Mode::Status(503))));
                 }
             }
         }
