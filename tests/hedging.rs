@@ -237,3 +237,44 @@ async fn a_spent_budget_sends_no_hedge_and_answers_as_if_no_attempt_were_left() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_hedge_that_wins_asks_for_a_probe_of_the_upstream_it_beat() {
+    bounded(LIMIT, async {
+        let primary = FakeUpstream::hang("primary").await;
+        let secondary = FakeUpstream::ok("secondary").await;
+        // Probes a minute apart: only the hedge's word brings the next one sooner.
+        let p = ProxyConfig::new()
+            .defaults("[defaults.health]\ninterval = \"60s\"")
+            .upstream("primary", &primary)
+            .upstream("secondary", &secondary)
+            .route_with(
+                "site",
+                &["*"],
+                "/",
+                r#"["primary", "secondary"]"#,
+                "[routes.retry]\nhedge_after = \"100ms\"",
+            )
+            .start()
+            .await;
+        let first = Instant::now() + Duration::from_secs(5);
+        while primary.probes() == 0 && Instant::now() < first {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let before = primary.probes();
+        assert_eq!(before, 1, "the first probe, at start");
+        let r = get(p.addr, HOST, "/story").await;
+        assert_eq!(r.header("x-bascule-upstream"), "secondary");
+        let until = Instant::now() + Duration::from_secs(5);
+        while primary.probes() == before && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            primary.probes(),
+            before + 1,
+            "probed at once, not in a minute"
+        );
+        assert_eq!(secondary.probes(), 1, "the winner is not probed again");
+    })
+    .await;
+}

@@ -3,10 +3,11 @@
 //! For each scenario the harness starts three fake upstreams in-process (`primary`,
 //! `secondary`, `origin`: `bascule::demo::SimUpstream`s on 127.0.0.1:0), the proxy under test
 //! as a child process (the release `bascule` with `--threads 1`, HAProxy with `--haproxy`, or
-//! nginx with `--nginx`), and an open-loop load of `--rate` GET requests per second (latency counted
-//! from each request's scheduled send time). After a 5 s warm-up it breaks the primary, keeps it broken for
-//! `--break-secs`, heals it, and keeps the load going until the primary has received requests
-//! steadily for 2 s, or for at most `--heal-window`. Scenarios (how the primary breaks, for
+//! nginx with `--nginx`), and an open-loop load of `--rate` GET requests per second (latency
+//! counted from each request's scheduled send time). After a 5 s warm-up (`--warmup-secs`) it
+//! breaks the primary, keeps it broken for `--break-secs`, heals it, and keeps the load going
+//! until the primary has received requests steadily for 2 s, or for at most `--heal-window`.
+//! Scenarios (how the primary breaks, for
 //! live traffic and health probes alike):
 //!
 //! - `refuse`: stops listening and closes every open connection (new connects are refused);
@@ -48,8 +49,8 @@
 //! cargo bench --bench failover -- --nginx                     # ... and against nginx
 //! ```
 //!
-//! Options: `--scenario NAME|all` (all; names as above), `--rate N` (1000), `--break-secs S`
-//! (20), `--heal-window S` (25), `--bin PATH` (the release bascule built by `cargo bench`),
+//! Options: `--scenario NAME|all` (all; names as above), `--rate N` (1000), `--warmup-secs S`
+//! (5), `--break-secs S` (20), `--heal-window S` (25), `--bin PATH` (the release bascule built by `cargo bench`),
 //! `--extra-toml FILE`, `--out FILE`, `--haproxy`, `--nginx`, `--max-in-flight N` (20,000, or less if the
 //! file-descriptor limit is lower). Only 127.0.0.1 and ephemeral ports are used; work files
 //! (configs, the proxy's stdout and stderr, `samples.tsv` with every request) are kept under
@@ -77,7 +78,7 @@ use proxy::{Proxy, Target, Upstreams};
 use report::{Context, Report, Timeline};
 use scenario::Scenario;
 
-/// Healthy traffic before the primary breaks.
+/// Healthy traffic before the primary breaks, unless `--warmup-secs` says otherwise.
 const WARMUP: Duration = Duration::from_secs(5);
 /// After the heal, the load stops once the primary has received requests this long.
 const STEADY: Duration = Duration::from_secs(2);
@@ -86,12 +87,13 @@ const STARTUP: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "usage: cargo bench --bench failover -- [--scenario refuse|hang|503|520|\
 branded-500|flapping|origin-outage|all] \
-[--rate N] [--break-secs S] [--heal-window S] [--bin PATH] [--extra-toml FILE] [--out FILE] \
+[--rate N] [--warmup-secs S] [--break-secs S] [--heal-window S] [--bin PATH] [--extra-toml FILE] [--out FILE] \
 [--haproxy | --nginx] [--max-in-flight N]";
 
 struct Options {
     scenarios: Vec<Scenario>,
     rate: u32,
+    warmup: Duration,
     break_for: Duration,
     heal_window: Duration,
     target: Target,
@@ -103,6 +105,7 @@ impl Options {
     fn parse(mut args: impl Iterator<Item = String>, fd_limit: u64) -> Result<Options, String> {
         let (mut scenarios, mut rate, mut max_in_flight) = (Scenario::ALL.to_vec(), 1000, None);
         let (mut break_secs, mut heal_secs) = (20, 25);
+        let mut warmup = WARMUP;
         let (mut bin, mut extra, mut out) = (None, None, None);
         let (mut haproxy, mut nginx) = (false, false);
         while let Some(arg) = args.next() {
@@ -113,6 +116,7 @@ impl Options {
                 "--scenario" => scenarios = parse_scenarios(&value()?)?,
                 "--rate" => rate = cli::number(&arg, &value()?)?,
                 "--break-secs" => break_secs = cli::number(&arg, &value()?)?,
+                "--warmup-secs" => warmup = Duration::from_secs(cli::number(&arg, &value()?)?),
                 "--heal-window" => heal_secs = cli::number(&arg, &value()?)?,
                 "--max-in-flight" => max_in_flight = Some(cli::number(&arg, &value()?)?),
                 "--bin" => bin = Some(PathBuf::from(value()?)),
@@ -130,6 +134,7 @@ impl Options {
         Ok(Options {
             scenarios,
             rate,
+            warmup,
             break_for: Duration::from_secs(break_secs),
             heal_window: Duration::from_secs(heal_secs),
             target: target(haproxy, nginx, bin, extra)?,
@@ -311,9 +316,9 @@ async fn drive(
 ) -> (Finished, Timeline, Vec<Duration>, Vec<Duration>) {
     let primary = ups.primary;
     let heal_window = o.heal_window.max(scenario.after_heal());
-    let max_duration = WARMUP + o.break_for + heal_window + Duration::from_secs(1);
+    let max_duration = o.warmup + o.break_for + heal_window + Duration::from_secs(1);
     let load = Load::start(proxy, o.rate, o.max_in_flight, max_duration);
-    tokio::time::sleep_until((load.start + WARMUP).into()).await;
+    tokio::time::sleep_until((load.start + o.warmup).into()).await;
     let broke = load.elapsed();
     scenario.break_for(ups, o.break_for).await;
     let healed = load.elapsed();

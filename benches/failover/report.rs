@@ -134,7 +134,7 @@ impl Report {
                 .filter(|&&h| h >= from && h < to)
                 .count()
         };
-        let in_break = in_phase(t.broke, t.healed);
+        let break_samples = in_phase(t.broke, t.healed);
         Report {
             target: cx.target,
             scenario: cx.scenario,
@@ -147,13 +147,13 @@ impl Report {
             transition_p50: percentile(&transition, 0.5),
             transition_p99: percentile(&transition, 0.99),
             upstream_per_request_warmup: per(hits_in(Duration::ZERO, t.broke), warmup.len()),
-            upstream_per_request_break: per(hits_in(t.broke, t.healed), in_break.len()),
+            upstream_per_request_break: per(hits_in(t.broke, t.healed), break_samples.len()),
             transition_max: percentile(&transition, 1.0),
             warmup_p99: percentile(&warmup, 0.99),
             failback_after,
             expected_failback: cx.expected_failback,
             warmup: Served3::count(&warmup),
-            during_break: Served3::count(&in_break),
+            during_break: Served3::count(&break_samples),
             after_heal: Served3::count(&in_phase(t.healed, Duration::MAX)),
             timeline: t,
         }

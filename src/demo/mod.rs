@@ -57,7 +57,11 @@ impl Demo {
         let mut ups = String::new();
         for name in UPSTREAMS {
             if let Some(u) = self.upstreams.get(name) {
-                let role = if name.ends_with("-cdn") { "cdn" } else { "origin" };
+                let role = if name.ends_with("-cdn") {
+                    "cdn"
+                } else {
+                    "origin"
+                };
                 ups.push_str(&format!(
                     "[upstreams.{name}]\naddress = \"{}\"\nrole = \"{role}\"\n\n",
                     u.address()

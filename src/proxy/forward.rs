@@ -290,6 +290,11 @@ pub async fn forward(
         let loser = route.upstream(plan.picks()[i]);
         loser.live.metrics.attempt(Outcome::Cancelled);
         loser.live.head_times.record(Instant::now(), ran);
+        // A hedge beat it: its checker probes now rather than at its next interval, so that a
+        // blackhole is found in about `fall` probe timeouts (a passing probe changes nothing).
+        if walked.answered.is_some_and(|winner| winner > i) {
+            loser.live.probe_now.notify_one();
+        }
     }
     for _ in 0..walked.refused {
         route.metrics.budget_exhausted();
