@@ -7,8 +7,7 @@
 //! counted from each request's scheduled send time). After a 5 s warm-up (`--warmup-secs`) it
 //! breaks the primary, keeps it broken for `--break-secs`, heals it, and keeps the load going
 //! until the primary has received requests steadily for 2 s, or for at most `--heal-window`.
-//! Scenarios (how the primary breaks, for
-//! live traffic and health probes alike):
+//! Scenarios (how the primary breaks, for live traffic and health probes alike):
 //!
 //! - `refuse`: stops listening and closes every open connection (new connects are refused);
 //! - `hang`: accepts and reads requests but never answers;
