@@ -67,8 +67,7 @@ impl HeadTimes {
     }
 
     fn period_of(&self, at: Instant) -> u64 {
-        let since = at.saturating_duration_since(self.base).as_nanos();
-        u64::try_from(since / PERIOD.as_nanos()).unwrap_or(u64::MAX)
+        at.saturating_duration_since(self.base).as_secs() / PERIOD.as_secs()
     }
 
     fn clear(&self, window: usize) {

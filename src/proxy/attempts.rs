@@ -11,7 +11,7 @@
 //! each ended.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -52,12 +52,14 @@ pub(super) struct Walked {
     pub refused: usize,
 }
 
-/// One attempt in flight: its plan index, start, hedge delay, and whether it was hedged.
+/// One attempt in flight: its plan index, when it started (read from the clock only when it
+/// may be hedged: only then can it be cancelled), its hedge deadline, and whether it was
+/// hedged.
 #[derive(Debug, Clone, Copy)]
 struct Flight {
     index: usize,
-    since: Instant,
-    hedge_after: Option<Duration>,
+    since: Option<Instant>,
+    hedge_at: Option<Instant>,
     hedged: bool,
 }
 
@@ -69,14 +71,14 @@ enum Woke<T> {
     Hedge,
 }
 
-/// Walks `planned` attempts. `start(state, i)` builds attempt `i` and its hedge delay (None:
-/// never hedged), or None when it cannot be made (a streamed body is gone); `judge(state, i,
-/// output)` says how a finished attempt ended; `spend()` asks the retry budget for one retry or
-/// hedge.
+/// Walks `planned` attempts. `start(state, i, slot)` puts attempt `i` into `slot` (built in
+/// place: an attempt future is large) and returns its hedge delay (None: never hedged), or
+/// returns None when it cannot be made (a streamed body is gone); `judge(state, i, output)`
+/// says how a finished attempt ended; `spend()` asks the retry budget for one retry or hedge.
 pub(super) async fn walk<S, F>(
     state: &mut S,
     planned: usize,
-    mut start: impl FnMut(&mut S, usize) -> Option<(F, Option<Duration>)>,
+    mut start: impl FnMut(&mut S, usize, Pin<&mut Option<F>>) -> Option<Option<Duration>>,
     mut judge: impl FnMut(&mut S, usize, F::Output) -> Verdict,
     mut spend: impl FnMut() -> bool,
 ) -> Walked
@@ -102,14 +104,14 @@ where
         let Some(k) = flights.iter().position(Option::is_none) else {
             return false;
         };
-        let Some((fut, hedge_after)) = start(state, *next) else {
+        let Some(hedge_after) = start(state, *next, slots[k].as_mut()) else {
             return false;
         };
-        slots[k].set(Some(fut));
+        let since = hedge_after.map(|_| Instant::now());
         flights[k] = Some(Flight {
             index: *next,
-            since: Instant::now(),
-            hedge_after,
+            since,
+            hedge_at: since.zip(hedge_after).map(|(t, d)| t + d),
             hedged: false,
         });
         *next += 1;
@@ -127,7 +129,7 @@ where
         };
         let due = alone
             .filter(|f| open && !f.hedged && next < planned)
-            .and_then(|f| f.hedge_after.map(|d| f.since + d));
+            .and_then(|f| f.hedge_at);
         match (due, timer.as_mut().as_pin_mut()) {
             (Some(at), Some(t)) => {
                 if t.deadline() != at {
@@ -180,7 +182,8 @@ where
                         if let Some(loser) = flights[other].take() {
                             // Dropped: its connection is closed, or its h2 stream reset.
                             slots[other].set(None);
-                            walked.cancelled = Some((loser.index, loser.since.elapsed()));
+                            let ran = loser.since.map_or(Duration::ZERO, |t| t.elapsed());
+                            walked.cancelled = Some((loser.index, ran));
                         }
                         return walked;
                     }

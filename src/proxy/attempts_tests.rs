@@ -45,16 +45,14 @@ async fn run(plan: &[Fake], hedge: Option<Duration>, tokens: usize) -> (Walked, 
     let walked = walk(
         &mut seen,
         plan.len(),
-        |seen, i| {
+        |seen, i, mut slot| {
             seen.started.push((i, at()));
             let fake = plan[i];
-            Some((
-                async move {
-                    tokio::time::sleep(fake.takes).await;
-                    fake.ends
-                },
-                hedge,
-            ))
+            slot.set(Some(async move {
+                tokio::time::sleep(fake.takes).await;
+                fake.ends
+            }));
+            Some(hedge)
         },
         |seen, i, ends| {
             seen.finished.push((i, at()));

@@ -200,13 +200,14 @@ impl Walk<'_> {
 }
 
 /// Forwards one request over `route`'s plan. `parts.headers` are already rewritten except Host;
-/// `received_host` is the client's Host as received.
+/// `received_host` is the client's Host as received; `arrived`, when the request did.
 pub async fn forward(
     route: &Route,
     mut parts: Parts,
     body: Incoming,
     received_host: Option<HeaderValue>,
     limits: &BodyLimits<'_>,
+    arrived: std::time::Instant,
 ) -> (Response<ProxyBody>, Report) {
     let retry = &route.spec.retry;
     let mut report = Report::default();
@@ -218,8 +219,8 @@ pub async fn forward(
             return (client_body_answer(&e), report);
         }
     };
-    let now = Instant::now();
-    route.state.budget.deposit(now.into_std(), retry.budget);
+    let now = Instant::from_std(arrived);
+    route.state.budget.deposit(arrived, retry.budget);
     let target = Target {
         path: parts
             .uri
@@ -259,11 +260,12 @@ pub async fn forward(
     let walked = attempts::walk(
         &mut w,
         planned,
-        |w, i| {
+        |w, i, mut slot| {
             let route: &Route = w.route;
             let upstream = route.upstream(w.plan.picks()[i]);
             let (attempt_body, returned) = w.body.for_attempt()?;
-            let headers = if i + 1 == planned {
+            let last = i + 1 == planned;
+            let headers = if last {
                 std::mem::take(&mut w.headers)
             } else {
                 w.headers.clone()
@@ -271,11 +273,10 @@ pub async fn forward(
             let req = w.target.request(upstream, headers, attempt_body);
             let (back, body_sent) = returned.map(|r: Returned| (r.back, r.done)).unzip();
             w.back = back;
-            let delay = w.hedge_delay(upstream);
-            Some((
-                send(upstream, req, body_sent, &route.spec.retry.on_status),
-                delay,
-            ))
+            let on_status = &route.spec.retry.on_status;
+            slot.set(Some(send(upstream, req, body_sent, on_status)));
+            // The last planned attempt has nothing to hedge with.
+            Some(if last { None } else { w.hedge_delay(upstream) })
         },
         Walk::judge,
         || {
@@ -359,74 +360,5 @@ fn client_body_answer(e: &BodyError) -> Response<ProxyBody> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_replay_safety_table_of_design_section_4() {
-        use BodyState::{Consumed, Replayable, Unread};
-        use Failure::*;
-        // (failure, body, idempotent method) -> may retry
-        let table = [
-            (Connect, Replayable, false, true),
-            (ConnectTimeout, Unread, false, true),
-            (Local, Replayable, true, true),
-            (Connect, Consumed, true, false),
-            (ResponseTimeout, Replayable, true, true),
-            (ResponseTimeout, Replayable, false, false),
-            (Status, Replayable, true, true),
-            (Status, Unread, true, false),
-            (Status, Consumed, true, false),
-            (Other, Replayable, false, false),
-            (ClientBody, Replayable, true, false),
-            (ClientBody, Unread, true, false),
-        ];
-        for (failure, body, idem, want) in table {
-            assert_eq!(
-                may_retry(failure, body, idem),
-                want,
-                "{failure:?} {body:?} idempotent={idem}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_request_dependent_failure_is_the_upstreams_only_when_another_answered() {
-        use Failure::*;
-        let table = [
-            (Connect, false, true),
-            (ConnectTimeout, false, true),
-            (Status, false, false),
-            (Status, true, true),
-            (ResponseTimeout, false, false),
-            (ResponseTimeout, true, true),
-            (Other, true, true),
-            (ClientBody, true, false),
-            (Local, true, false),
-            (Local, false, false),
-        ];
-        for (failure, answered, want) in table {
-            assert_eq!(
-                failure.blames_upstream(answered),
-                want,
-                "{failure:?} answered elsewhere={answered}"
-            );
-        }
-    }
-
-    #[test]
-    fn only_post_patch_and_connect_are_not_idempotent() {
-        for m in [
-            Method::GET,
-            Method::HEAD,
-            Method::PUT,
-            Method::DELETE,
-            Method::OPTIONS,
-        ] {
-            assert!(idempotent(&m), "{m}");
-        }
-        for m in [Method::POST, Method::PATCH, Method::CONNECT] {
-            assert!(!idempotent(&m), "{m}");
-        }
-    }
-}
+#[path = "forward_tests.rs"]
+mod tests;

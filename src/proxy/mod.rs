@@ -172,7 +172,7 @@ impl Proxy {
             cap: self.body_buffer,
         };
         let (mut resp, report) =
-            forward::forward(route, parts, body, received_host.clone(), &limits).await;
+            forward::forward(route, parts, body, received_host.clone(), &limits, start).await;
         if let Some(slot) = slot {
             resp.body_mut().hold(slot);
         }
