@@ -121,6 +121,33 @@ where
     if !launch(state, &mut slots, &mut flights, &mut next, &mut walked) {
         return walked;
     }
+    // While the attempt out may not be hedged (one tier left, a POST, `off`), attempts run one
+    // after another, each awaited in place: that path costs what a plain loop does.
+    while let Some(done) = flights[0].filter(|f| f.hedge_at.is_none()) {
+        let Some(attempt) = slots[0].as_mut().as_pin_mut() else {
+            break;
+        };
+        let out = attempt.await;
+        slots[0].set(None);
+        flights[0] = None;
+        let go_on = match judge(state, done.index, out) {
+            Verdict::Answer => {
+                walked.answered = Some(done.index);
+                false
+            }
+            Verdict::Failed(Next::Stop) => false,
+            Verdict::Failed(Next::Free) => true,
+            Verdict::Failed(Next::Paid) if next >= planned => false,
+            Verdict::Failed(Next::Paid) => {
+                let paid = spend();
+                walked.refused += usize::from(!paid);
+                paid
+            }
+        };
+        if !go_on || !launch(state, &mut slots, &mut flights, &mut next, &mut walked) {
+            return walked;
+        }
+    }
     loop {
         // Arm the hedge timer when exactly one attempt is in flight and it may be hedged.
         let alone = match flights {

@@ -176,3 +176,13 @@ async fn a_stop_verdict_ends_the_walk_when_nothing_else_is_in_flight() {
     assert_eq!(seen.started, vec![(0, 0)]);
     assert_eq!((w.answered, w.started), (None, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_a_hedge_delay_a_paid_retry_still_asks_the_budget() {
+    let (w, seen, _) = run(&[fails(30, Next::Paid), answers(1)], None, 0).await;
+    assert_eq!(seen.started, vec![(0, 0)]);
+    assert_eq!((w.answered, w.refused), (None, 1));
+    let (w, seen, _) = run(&[fails(30, Next::Free), answers(1)], None, 0).await;
+    assert_eq!(seen.started, vec![(0, 0), (1, 30)]);
+    assert_eq!((w.answered, w.refused), (Some(1), 0));
+}

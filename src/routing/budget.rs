@@ -71,7 +71,8 @@ impl RetryBudget {
 
     /// Counts one request of the route: deposits `share` of a token.
     pub fn deposit(&self, now: Instant, share: f64) {
-        let milli = (share * MILLI as f64).round() as i64;
+        // Rounded to the nearest milli-token (shares are in 0..=1: no overflow).
+        let milli = (share * MILLI as f64 + 0.5) as i64;
         if milli > 0 {
             self.add(now, milli);
         }
