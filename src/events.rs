@@ -80,6 +80,9 @@ pub enum Change {
         from: Option<usize>,
         /// After.
         to: Option<usize>,
+        /// For a failback that waited: the delay it waited (`failback_delay`, damped after
+        /// relapses, DESIGN §7.2); None for any other change.
+        waited: Option<std::time::Duration>,
     },
     /// A reload from one generation to the next (equal when the reload failed).
     Reload {
@@ -122,7 +125,7 @@ impl Change {
     pub fn from_to(&self) -> (String, String) {
         match *self {
             Change::UpstreamState { from, to } => (from.to_owned(), to.to_owned()),
-            Change::ActiveTier { from, to } => (tier_name(from), tier_name(to)),
+            Change::ActiveTier { from, to, .. } => (tier_name(from), tier_name(to)),
             Change::Reload { from, to } => (from.to_string(), to.to_string()),
             Change::Operator(Action::Drain) => ("undrained".into(), "drained".into()),
             Change::Operator(Action::Undrain) => ("drained".into(), "undrained".into()),
@@ -170,18 +173,26 @@ impl Event {
     }
 }
 
-/// `/status` shows an event as `{at, kind, subject, from, to, reason}`.
+/// `/status` shows an event as `{at, kind, subject, from, to, reason}`; an `active_tier`
+/// event also has `failback_delay_ms`: the delay a failback waited, null for other changes.
 impl Serialize for Event {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct as _;
         let (from, to) = self.change.from_to();
-        let mut st = s.serialize_struct("Event", 6)?;
+        let waited = match self.change {
+            Change::ActiveTier { waited, .. } => Some(waited),
+            _ => None,
+        };
+        let mut st = s.serialize_struct("Event", 6 + usize::from(waited.is_some()))?;
         st.serialize_field("at", &humantime::format_rfc3339_millis(self.at).to_string())?;
         st.serialize_field("kind", &self.change.kind())?;
         st.serialize_field("subject", &self.subject)?;
         st.serialize_field("from", &from)?;
         st.serialize_field("to", &to)?;
         st.serialize_field("reason", &self.reason)?;
+        if let Some(waited) = waited {
+            st.serialize_field("failback_delay_ms", &waited.map(|d| d.as_millis()))?;
+        }
         st.end()
     }
 }
@@ -284,6 +295,7 @@ mod tests {
             change: Change::ActiveTier {
                 from: Some(0),
                 to: Some(1),
+                waited: None,
             },
             reason: "tier 0 unusable".into(),
         };
@@ -293,6 +305,23 @@ mod tests {
         assert_eq!(v["from"], "0");
         assert_eq!(v["to"], "1");
         assert_eq!(v["reason"], "tier 0 unusable");
+        assert!(v["failback_delay_ms"].is_null());
+        let failback = Event {
+            change: Change::ActiveTier {
+                from: Some(1),
+                to: Some(0),
+                waited: Some(std::time::Duration::from_secs(4)),
+            },
+            ..e.clone()
+        };
+        let v = serde_json::to_value(&failback).expect("serializes");
+        assert_eq!(v["failback_delay_ms"], 4000);
+        let reload = Event {
+            change: Change::Reload { from: 1, to: 2 },
+            ..e
+        };
+        let v = serde_json::to_value(&reload).expect("serializes");
+        assert!(v.get("failback_delay_ms").is_none(), "only tier changes");
     }
 
     #[test]
@@ -317,7 +346,8 @@ mod tests {
         assert_eq!(
             Change::ActiveTier {
                 from: Some(0),
-                to: None
+                to: None,
+                waited: None,
             }
             .from_to(),
             ("0".to_owned(), "none".to_owned())

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! main ──► app, demo, admin::{client, command} (status, health, drain, pin), config (check), memory
-//! app ──┬─► server ──► proxy ──┬─► select::plan (pure) ─► config
+//! app ──┬─► server ──► proxy ──┬─► select::{plan, is_standby} (pure) ─► config
 //!       │                      ├─► routing ──┬─► client ──► config, resources
 //!       │                      │             ├─► health ──► events, config
 //!       │                      │             └─► metrics, tls, events
@@ -25,18 +25,21 @@
 //!   request), the host/path matcher, and the `Registry` of live objects (upstreams with their
 //!   pools and health, route states with their active tier and pin) that outlive reloads.
 //! - [`health`]: live upstream state as reason flags (atomics), the rise/fall counter, and
-//!   passive ejection.
+//!   passive ejection (a run of failures, or the failure rate over a lock-free ring of
+//!   per-second buckets, `health::rate`).
 //! - [`events`]: typed changes (upstream states, active tiers, reloads, operator actions), the
 //!   lock-free channel they travel on, and the bounded log `/status` shows.
 //! - [`select`]: the failover policy as pure functions: `steer` (a route's active tier, with
-//!   failback delay and pins) and `plan` (the upstreams to try for one request).
+//!   failback delay, its damping after relapses, and pins) and `plan` (the upstreams to try
+//!   for one request, a warm-standby attempt first for the share `is_standby` spreads).
 //! - [`steering`]: the task that applies `steer` on every health change and failback timer.
 //! - [`checker`]: active probes, one task per live upstream.
 //! - [`proxy`]: the request path — head checks (Host, target length, Content-Length), path
 //!   normalization, route, rewrite headers, walk the plan (at most two attempts in flight: a
-//!   slow replay-safe attempt is hedged on the next tier, the first answer wins), replay
-//!   safety, the route's retry budget (`routing::budget`) and each upstream's recent time to
-//!   response head (`health::head_times`, for `hedge_after = "auto"`).
+//!   slow replay-safe attempt is hedged on the next tier, the first answer wins; one attempt:
+//!   `proxy::attempt`), replay safety, the route's retry budget (`routing::budget`) and each
+//!   upstream's recent time to response head (`health::head_times`, for `hedge_after =
+//!   "auto"`).
 //! - [`client`]: pooled upstream connections: DNS cache, connect deadline, TLS.
 //! - [`server`]: listeners, connection limits and timeouts, graceful shutdown.
 //! - [`reload`]: reload triggers (file watch, poll, SIGHUP, admin) and the validate-then-swap.

@@ -21,7 +21,7 @@ use crate::events::{Action, Change, Event, EventLog, Signal};
 use crate::health::Flag;
 use crate::metrics::Metrics;
 use crate::routing::{Route, RouteState, RoutingTable};
-use crate::select::{self, Steer};
+use crate::select::{self, Failback, Steer};
 
 /// Receives signals and steers routes; run with [`Steering::run`].
 pub struct Steering {
@@ -127,21 +127,28 @@ impl Steering {
         self.watch_origins(route);
         let pin = route.state.pin().map(|p| p.tier);
         let delay = route.spec.failback_delay;
+        let failback = Failback {
+            delay,
+            memory: route.spec.damping_memory,
+        };
         let (_, memory) = self
             .memory
             .entry(key(&route.state))
             .or_insert_with(|| (Arc::clone(&route.state), Steer::default()));
-        let wake = decide(memory, &usable, &forgiven, pin, delay, now);
+        let wake = decide(memory, &usable, &forgiven, pin, failback, now);
         let (before, after) = (route.state.active(), memory.active);
+        route.state.set_failback_delay(memory.next_delay(delay));
         if before != after {
             route.state.set_active(after);
+            let waited = memory.waited;
             let change = Change::ActiveTier {
                 from: before,
                 to: after,
+                waited,
             };
             let (from, to) = change.from_to();
             self.metrics.failover(&route.spec.name, &from, &to);
-            let reason = why(before, after, pin, delay);
+            let reason = why(before, after, pin, failback, waited);
             self.publish(Event::now(&route.spec.name, change, reason));
         }
         wake
@@ -183,10 +190,10 @@ fn decide(
     usable: &[bool],
     forgiven: &[bool],
     pin: Option<usize>,
-    delay: Duration,
+    failback: Failback,
     now: Duration,
 ) -> Option<Duration> {
-    let wake = select::steer(memory, usable, pin, delay, now);
+    let wake = select::steer(memory, usable, pin, failback, now);
     let mut any = false;
     for (t, f) in forgiven.iter().enumerate() {
         if *f && usable.get(t).copied().unwrap_or(false) {
@@ -195,7 +202,7 @@ fn decide(
         }
     }
     if any {
-        select::steer(memory, usable, pin, delay, now)
+        select::steer(memory, usable, pin, failback, now)
     } else {
         wake
     }
@@ -205,16 +212,31 @@ fn key(state: &Arc<RouteState>) -> usize {
     Arc::as_ptr(state) as usize
 }
 
-fn why(before: Option<usize>, after: Option<usize>, pin: Option<usize>, delay: Duration) -> String {
+fn why(
+    before: Option<usize>,
+    after: Option<usize>,
+    pin: Option<usize>,
+    failback: Failback,
+    waited: Option<Duration>,
+) -> String {
+    let fmt = humantime::format_duration;
+    let delay = failback.delay;
     match (before, after) {
         (_, None) => "no tier has a usable upstream".to_owned(),
         (_, Some(a)) if pin == Some(a) => format!("pinned to tier {a} by an operator"),
         (None, Some(a)) => format!("tier {a} is the first with a usable upstream"),
         (Some(b), Some(a)) if a > b => format!("tier {b} has no usable upstream"),
-        (Some(_), Some(a)) => format!(
-            "tier {a} has been usable for failback_delay ({})",
-            humantime::format_duration(delay)
-        ),
+        (Some(_), Some(a)) => match waited {
+            Some(w) if w > delay => format!(
+                "tier {a} has been usable for {} ({}x failback_delay {}: lost again within {} of a failback)",
+                fmt(w),
+                w.as_millis() / delay.as_millis().max(1),
+                fmt(delay),
+                fmt(failback.memory)
+            ),
+            Some(_) => format!("tier {a} has been usable for failback_delay ({})", fmt(delay)),
+            None => format!("tier {a} is usable and was not held back"),
+        },
     }
 }
 
@@ -234,15 +256,29 @@ mod tests {
     fn an_undrained_tier_is_taken_back_without_waiting_for_failback_delay() {
         let mut m = Steer::default();
         let none = [false, false];
-        decide(&mut m, &[true, true], &none, None, secs(10), secs(0));
-        decide(&mut m, &[false, true], &none, None, secs(10), secs(1));
+        decide(
+            &mut m,
+            &[true, true],
+            &none,
+            None,
+            Failback::after(secs(10)),
+            secs(0),
+        );
+        decide(
+            &mut m,
+            &[false, true],
+            &none,
+            None,
+            Failback::after(secs(10)),
+            secs(1),
+        );
         assert_eq!(m.active, Some(1));
         decide(
             &mut m,
             &[true, true],
             &[true, false],
             None,
-            secs(10),
+            Failback::after(secs(10)),
             secs(2),
         );
         assert_eq!(m.active, Some(0), "undrained: no failback delay");
@@ -252,9 +288,30 @@ mod tests {
     fn a_recovered_tier_that_nobody_undrained_waits_its_delay() {
         let mut m = Steer::default();
         let none = [false, false];
-        decide(&mut m, &[true, true], &none, None, secs(10), secs(0));
-        decide(&mut m, &[false, true], &none, None, secs(10), secs(1));
-        let wake = decide(&mut m, &[true, true], &none, None, secs(10), secs(2));
+        decide(
+            &mut m,
+            &[true, true],
+            &none,
+            None,
+            Failback::after(secs(10)),
+            secs(0),
+        );
+        decide(
+            &mut m,
+            &[false, true],
+            &none,
+            None,
+            Failback::after(secs(10)),
+            secs(1),
+        );
+        let wake = decide(
+            &mut m,
+            &[true, true],
+            &none,
+            None,
+            Failback::after(secs(10)),
+            secs(2),
+        );
         assert_eq!(m.active, Some(1));
         assert_eq!(wake, Some(secs(12)), "woken when the delay ends");
     }
@@ -267,7 +324,7 @@ mod tests {
             &[false, true],
             &[true, false],
             None,
-            secs(10),
+            Failback::after(secs(10)),
             secs(0),
         );
         assert_eq!(m.active, Some(1));
@@ -276,23 +333,37 @@ mod tests {
     #[test]
     fn reasons_say_why_the_tier_changed() {
         assert_eq!(
-            why(Some(0), Some(1), None, secs(10)),
+            why(Some(0), Some(1), None, Failback::after(secs(10)), None),
             "tier 0 has no usable upstream"
         );
         assert_eq!(
-            why(Some(1), Some(0), None, secs(10)),
+            why(
+                Some(1),
+                Some(0),
+                None,
+                Failback::after(secs(10)),
+                Some(secs(10))
+            ),
             "tier 0 has been usable for failback_delay (10s)"
         );
         assert_eq!(
-            why(Some(0), Some(2), Some(2), secs(1)),
+            why(Some(1), Some(0), None, Failback::after(secs(2)), Some(secs(8))),
+            "tier 0 has been usable for 8s (4x failback_delay 2s: lost again within 5m of a failback)"
+        );
+        assert_eq!(
+            why(Some(1), Some(0), None, Failback::after(secs(10)), None),
+            "tier 0 is usable and was not held back"
+        );
+        assert_eq!(
+            why(Some(0), Some(2), Some(2), Failback::after(secs(1)), None),
             "pinned to tier 2 by an operator"
         );
         assert_eq!(
-            why(Some(0), None, None, secs(1)),
+            why(Some(0), None, None, Failback::after(secs(1)), None),
             "no tier has a usable upstream"
         );
         assert_eq!(
-            why(None, Some(1), None, secs(1)),
+            why(None, Some(1), None, Failback::after(secs(1)), None),
             "tier 1 is the first with a usable upstream"
         );
     }

@@ -15,7 +15,7 @@ const LIMIT: Duration = Duration::from_secs(40);
 const CDN: &str = "role = \"cdn\"";
 /// Quiet checks, no passive ejection: what is measured is the answer to one request.
 const QUIET: &str =
-    "[defaults.health]\ninterval = \"60s\"\n[defaults.passive]\nconsecutive_failures = 0";
+    "[defaults.health]\ninterval = \"60s\"\n[defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0";
 
 /// A route `www` over a CDN tier `cdn` and an origin tier `origin`, with `retry` as its
 /// `[routes.retry]` keys.
@@ -252,7 +252,7 @@ async fn a_route_without_an_origin_tier_blames_its_cdns() {
             .admin("")
             .defaults(
                 "[defaults.health]\npath = \"/healthz\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfall = 2\n\
-                 [defaults.passive]\nconsecutive_failures = 0",
+                 [defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0",
             )
             .upstream_with("cdn1", &cdn1, CDN)
             .upstream_with("cdn2", &cdn2, CDN)

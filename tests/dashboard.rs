@@ -19,7 +19,7 @@ const LIMIT: Duration = Duration::from_secs(90);
 /// Fast active checks (as in tests/health.rs), passive ejection off.
 const FAST_HEALTH: &str = "connect_timeout = \"500ms\"\nresponse_timeout = \"600ms\"\n\
      [defaults.health]\npath = \"/healthz\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
-     rise = 2\nfall = 2\n[defaults.passive]\nconsecutive_failures = 0\n";
+     rise = 2\nfall = 2\n[defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0\n";
 
 #[tokio::test]
 async fn the_dashboard_shows_a_failover_a_drain_and_the_events_in_a_real_browser() {
@@ -436,6 +436,45 @@ async fn an_origin_failing_behind_healthy_cdns_is_shown_as_the_origins_outage() 
             "healthy",
             "the CDN is not blamed"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn each_route_shows_its_warm_standby_share_and_the_next_failback_delay() {
+    let Some(browser) = Browser::find() else {
+        return;
+    };
+    bounded(LIMIT, async {
+        let primary = FakeUpstream::ok("primary").await;
+        let secondary = FakeUpstream::ok("secondary").await;
+        let proxy = ProxyConfig::new()
+            .admin("")
+            .defaults(FAST_HEALTH)
+            .upstream_at("primary", &primary.address(), "role = \"cdn\"")
+            .upstream_at("secondary", &secondary.address(), "role = \"cdn\"")
+            .route_with(
+                "www",
+                &["www.example.com"],
+                "/",
+                r#"["primary", "secondary"]"#,
+                "standby_share = 0.02\nfailback_delay = \"2s\"",
+            )
+            .route("api", &["api.example.com"], "/", r#"["primary"]"#)
+            .start()
+            .await;
+        let dir = TempDir::new();
+        let shot = dir.path().join("standby.png");
+        let dom = browser
+            .load(format!("http://{}/", proxy.admin), dir.path(), &shot)
+            .await;
+        let www = route_part(&dom, "www");
+        assert!(www.contains("data-standby=\"0.02\""), "{www}");
+        assert!(www.contains("STANDBY 2 %"), "{www}");
+        assert!(www.contains("data-failback-delay-ms=\"2000\""), "{www}");
+        assert!(www.contains("next failback waits 2 s"), "{www}");
+        let api = route_part(&dom, "api");
+        assert!(api.contains("no warm standby"), "{api}");
     })
     .await;
 }

@@ -111,7 +111,7 @@ async fn verified(site: &Site) {
 #[tokio::test]
 async fn a_refused_primary_is_marked_unhealthy_in_time_and_the_secondary_serves_without_errors() {
     bounded(LIMIT, async {
-        let s = site("consecutive_failures = 0").await;
+        let s = site("consecutive_failures = 0\nmin_requests = 0").await;
         verified(&s).await;
         s.primary.set(Mode::Refuse).await;
         let broke = Instant::now();
@@ -159,7 +159,7 @@ async fn a_refused_primary_is_marked_unhealthy_in_time_and_the_secondary_serves_
 #[tokio::test]
 async fn a_hanging_primary_is_abandoned_and_no_request_fails() {
     bounded(LIMIT, async {
-        let s = site("consecutive_failures = 0").await;
+        let s = site("consecutive_failures = 0\nmin_requests = 0").await;
         verified(&s).await;
         s.primary.set(Mode::Hang).await;
         let broke = Instant::now();
@@ -229,7 +229,7 @@ async fn a_520_storm_moves_traffic_to_the_secondary_with_no_client_errors() {
 #[tokio::test]
 async fn when_both_cdns_fail_traffic_cascades_to_the_origin() {
     bounded(LIMIT, async {
-        let s = site("consecutive_failures = 0").await;
+        let s = site("consecutive_failures = 0\nmin_requests = 0").await;
         verified(&s).await;
         s.primary.set(Mode::Refuse).await;
         s.secondary.set(Mode::Status(503)).await;
@@ -267,7 +267,7 @@ async fn a_balanced_origin_group_shares_traffic_and_covers_for_a_dead_member() {
         let o2 = FakeUpstream::switchable("o2", "/healthz").await;
         let proxy = ProxyConfig::new()
             .admin("")
-            .defaults(&defaults("consecutive_failures = 0"))
+            .defaults(&defaults("consecutive_failures = 0\nmin_requests = 0"))
             .upstream("cdn", &cdn)
             .upstream_at("o1", &o1.address(), "")
             .upstream_at("o2", &o2.address(), "")
@@ -301,7 +301,7 @@ async fn a_balanced_origin_group_shares_traffic_and_covers_for_a_dead_member() {
 #[tokio::test]
 async fn failback_waits_failback_delay_and_comes_within_it_plus_two_intervals() {
     bounded(LIMIT, async {
-        let s = site("consecutive_failures = 0").await;
+        let s = site("consecutive_failures = 0\nmin_requests = 0").await;
         verified(&s).await;
         s.primary.set(Mode::Refuse).await;
         s.proxy
@@ -354,7 +354,7 @@ async fn failback_waits_failback_delay_and_comes_within_it_plus_two_intervals() 
 #[tokio::test]
 async fn an_upstream_failing_every_other_probe_does_not_flap_the_active_tier() {
     bounded(LIMIT, async {
-        let s = site("consecutive_failures = 0").await;
+        let s = site("consecutive_failures = 0\nmin_requests = 0").await;
         verified(&s).await;
         s.primary.set(Mode::FlapProbes).await;
         let from = s.primary.probes();
@@ -441,7 +441,7 @@ async fn probes_carry_the_configured_path_and_host() {
         let origin = FakeUpstream::switchable("origin", "/healthz").await;
         let proxy = ProxyConfig::new()
             .admin("")
-            .defaults(&defaults("consecutive_failures = 0"))
+            .defaults(&defaults("consecutive_failures = 0\nmin_requests = 0"))
             .upstream_at(
                 "cdn",
                 &cdn.address(),

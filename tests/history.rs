@@ -15,7 +15,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Fast active checks (as in tests/health.rs), passive ejection off.
 const FAST_HEALTH: &str = "connect_timeout = \"500ms\"\nresponse_timeout = \"600ms\"\n\
      [defaults.health]\npath = \"/healthz\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
-     rise = 2\nfall = 2\n[defaults.passive]\nconsecutive_failures = 0\n";
+     rise = 2\nfall = 2\n[defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0\n";
 
 async fn history(admin: std::net::SocketAddr, query: &str) -> Value {
     let r = admin_get(admin, &format!("/history{query}")).await;

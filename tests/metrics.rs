@@ -64,7 +64,7 @@ async fn metrics_parse_and_move_with_traffic_failover_and_reload() {
             .admin("")
             .defaults(
                 "[defaults.health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
-                 [defaults.passive]\nconsecutive_failures = 0\n",
+                 [defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0\n",
             )
             .upstream_at("primary", &primary.address(), "")
             .upstream_at("secondary", &secondary.address(), "")

@@ -15,7 +15,7 @@ fn config(cdn: &FakeUpstream, backup: &FakeUpstream, origin: &FakeUpstream) -> P
     ProxyConfig::new()
         .admin("")
         .defaults(
-            "[defaults.health]\ninterval = \"60s\"\n[defaults.passive]\nconsecutive_failures = 0\n",
+            "[defaults.health]\ninterval = \"60s\"\n[defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0\n",
         )
         .one_route("www", &[cdn, backup, origin], "")
 }
@@ -252,7 +252,7 @@ async fn overrides_survive_a_reload_while_their_upstream_or_route_exists() {
         let cdn2 = FakeUpstream::ok("cdn2").await;
         let changed = ProxyConfig::new()
             .admin("")
-            .defaults("[defaults.health]\ninterval = \"60s\"\n[defaults.passive]\nconsecutive_failures = 0\n")
+            .defaults("[defaults.health]\ninterval = \"60s\"\n[defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0\n")
             .upstream("cdn", &cdn2)
             .upstream_with("backup", &backup, "host = \"backup.example\"")
             .upstream("origin", &origin)

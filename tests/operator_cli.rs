@@ -26,7 +26,7 @@ async fn proxy() -> (Bascule, [FakeUpstream; 3]) {
     let proxy = ProxyConfig::new()
         .admin(&format!("token = \"{TOKEN}\""))
         .defaults(
-            "[defaults.health]\ninterval = \"60s\"\n[defaults.passive]\nconsecutive_failures = 0\n",
+            "[defaults.health]\ninterval = \"60s\"\n[defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0\n",
         )
         .one_route("www", &[&ups[0], &ups[1], &ups[2]], "")
         .start()

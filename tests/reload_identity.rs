@@ -110,7 +110,7 @@ async fn a_reload_that_changes_retry_keeps_a_held_back_tier_held_back() {
         let config = |attempts: u32| {
             ProxyConfig::new()
                 .admin("")
-                .defaults("[defaults.health]\ninterval = \"100ms\"\nfall = 1\nrise = 1\n[defaults.passive]\nconsecutive_failures = 0")
+                .defaults("[defaults.health]\ninterval = \"100ms\"\nfall = 1\nrise = 1\n[defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0")
                 .one_route(
                     "www",
                     &[&cdn, &origin],

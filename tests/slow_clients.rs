@@ -191,7 +191,7 @@ async fn response_timeout_runs_from_the_end_of_a_streamed_body() {
     bounded(TEST_LIMIT, async {
         let (primary, secondary) = (FakeUpstream::echo("primary").await, FakeUpstream::ok("secondary").await);
         let proxy = two_tiers(&primary, &secondary, "body_timeout = \"2s\"")
-            .defaults("response_timeout = \"300ms\"\n[defaults.health]\ninterval = \"60s\"\nfall = 100\n[defaults.passive]\nconsecutive_failures = 0")
+            .defaults("response_timeout = \"300ms\"\n[defaults.health]\ninterval = \"60s\"\nfall = 100\n[defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0")
             .start()
             .await;
         // A slow but steady upload: 8 pieces 150 ms apart, 1.2 s in all, each well within

@@ -13,6 +13,8 @@
 //! - `hang`: accepts and reads requests but never answers;
 //! - `503`, `520`: answers everything with that status;
 //! - `branded-500`, `flapping`, `origin-outage`: what CDNs really did (see `scenario.rs`);
+//! - `half-failing`, `relapsing`, `standby`, `standby-broken`: partial and flapping failures
+//!   and the warm standby (DESIGN §7.2, see `scenario.rs`);
 //! - `slow-primary`, `brownout`: what hedging and the retry budget must get right (DESIGN
 //!   §7.4): a primary that answers after 300 ms, and an origin answering half its requests
 //!   with 503 through every tier while the checks stay green.
@@ -33,7 +35,9 @@
 //! - **failback after**: from the heal to the scheduled send time of the first request after
 //!   it that the primary answered (2xx with `x-bascule-upstream: primary`), next to the value
 //!   the config implies (bascule: rise × interval + failback_delay; HAProxy: rise × inter);
-//! - who served the requests (`x-bascule-upstream`) in the warm-up, the break and after the heal.
+//! - who served the requests (`x-bascule-upstream`) in the warm-up, the break and after the heal;
+//! - (details) when the primary was first out of use (its first pause of 500 ms or more in
+//!   the break) and how many times it was back in use after such a pause (failbacks).
 //!
 //! Phases go by scheduled send time, so a request scheduled a millisecond before the break may
 //! already meet the broken primary and count in the warm-up as served by the secondary.
@@ -42,7 +46,7 @@
 //! with `response_timeout = "2s"`; bare keys at the top of that file belong to the route):
 //!
 //! ```sh
-//! cargo bench --bench failover                                # all nine scenarios, < 9 min
+//! cargo bench --bench failover                                # all thirteen scenarios, < 13 min
 //! cargo bench --bench failover -- --scenario hang --extra-toml fast.toml --out hang.tsv
 //! cargo bench --bench failover -- --haproxy                   # the same against HAProxy
 //! cargo bench --bench failover -- --nginx                     # ... and against nginx
@@ -85,7 +89,8 @@ const STEADY: Duration = Duration::from_secs(2);
 const STARTUP: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "usage: cargo bench --bench failover -- [--scenario refuse|hang|503|520|\
-branded-500|flapping|origin-outage|all] \
+branded-500|flapping|origin-outage|half-failing|relapsing|standby|standby-broken|\
+slow-primary|brownout|all] \
 [--rate N] [--warmup-secs S] [--break-secs S] [--heal-window S] [--bin PATH] [--extra-toml FILE] [--out FILE] \
 [--haproxy | --nginx] [--max-in-flight N]";
 

@@ -76,6 +76,35 @@ pub struct Report {
     pub during_break: Served3,
     pub after_heal: Served3,
     pub timeline: Timeline,
+    /// From the break to the last live request the primary received before its first gap of
+    /// at least [`GAP`] in the break (first taken out of use); None: no such gap.
+    pub first_out_after: Option<Duration>,
+    /// Times in the break the primary received live requests again after a gap of at least
+    /// [`GAP`] (failbacks, or an ejection running out).
+    pub returns: usize,
+}
+
+/// A pause in the primary's traffic this long means it was out of use (at the harness's
+/// rates, hundreds of requests would have reached it meanwhile).
+pub const GAP: Duration = Duration::from_millis(500);
+
+/// From the break: the end of the first [`GAP`] in `hits` (sorted, all in the break), and how
+/// many gaps end with a request.
+fn gaps(hits: &[Duration], broke: Duration, healed: Duration) -> (Option<Duration>, usize) {
+    let mut first = None;
+    let mut returns = 0;
+    let mut last = broke;
+    for &h in hits {
+        if h - last >= GAP && h > broke && last > broke {
+            first = first.or(Some(last - broke));
+            returns += 1;
+        }
+        last = h;
+    }
+    if first.is_none() && healed.saturating_sub(last) >= GAP {
+        first = Some(last.saturating_sub(broke));
+    }
+    (first, returns)
 }
 
 /// Inputs of [`Report::new`] besides the samples.
@@ -110,6 +139,9 @@ impl Report {
             .filter(|&h| h >= t.broke && h < t.healed)
             .collect();
         let last_hit = in_break.iter().max().copied();
+        let mut sorted = in_break.clone();
+        sorted.sort_unstable();
+        let (first_out_after, returns) = gaps(&sorted, t.broke, t.healed);
         let abandoned_after = last_hit.map_or(Duration::ZERO, |h| h - t.broke);
         // Still in use at the heal: a request within a few periods of it (at least 500 ms).
         let slack = (cx.period * 3).max(Duration::from_millis(500));
@@ -156,6 +188,8 @@ impl Report {
             during_break: Served3::count(&break_samples),
             after_heal: Served3::count(&in_phase(t.healed, Duration::MAX)),
             timeline: t,
+            first_out_after,
+            returns,
         }
     }
 
@@ -254,6 +288,13 @@ impl Report {
             "\n   the primary received {} live requests during the break, the last {} after it",
             self.primary_hits_in_break,
             secs(self.abandoned_after)
+        );
+        let first_out = self.first_out_after.map_or("never".to_owned(), secs);
+        let _ = write!(
+            out,
+            "\n   first out of use {first_out} after the break; back in use {} times in the break (after a gap of {} or more)",
+            self.returns,
+            ms(GAP)
         );
         for (phase, c) in [
             ("warm-up", self.warmup),

@@ -9,7 +9,23 @@
 //!   good, over and over through the break (70 % of the time bad);
 //! - `origin-outage`: the origin fails (503) and both CDNs pass its 503 on, health probes
 //!   included, for the break; then everything is healthy again. Measured: how much the primary
-//!   CDN still answers during the outage and in the 10 s after it;
+//!   CDN still answers during the outage and in the 10 s after it.
+//!
+//! And the partial and flapping failures of DESIGN §7.2 (issue 18):
+//!
+//! - `half-failing`: the primary serves that page to every other request (never two in a
+//!   row), its probes likewise (so `fall = 2` never marks it down): only a failure rate can
+//!   eject it;
+//! - `relapsing`: the page for 2 s, then health for 3 s, over and over through the break (run
+//!   it with `--break-secs 60` and `failback_delay = "2s"`): how often the proxy fails back
+//!   into a CDN that keeps relapsing;
+//! - `standby`: nothing breaks (run it with `standby_share = 0.02`): the secondary's share of
+//!   the break's requests is the warm standby's;
+//! - `standby-broken`: the *secondary* serves the page, probes included, for the break, while
+//!   the primary is healthy: what readers see of a broken warm standby (nothing, if it works).
+//!
+//! And what hedging and the retry budget must get right (DESIGN §7.4, issue 17):
+//!
 //! - `slow-primary` (DESIGN §7.4): the primary answers everything, probes included, after
 //!   300 ms — slow but healthy: no failover, and few hedges;
 //! - `brownout` (DESIGN §7.4): the origin answers every second request with 503 and every tier
@@ -33,6 +49,10 @@ pub enum Scenario {
     Branded500,
     Flapping,
     OriginOutage,
+    HalfFailing,
+    Relapsing,
+    Standby,
+    StandbyBroken,
     SlowPrimary,
     Brownout,
 }
@@ -43,10 +63,13 @@ const SLOW: Duration = Duration::from_millis(300);
 /// One bad-then-good cycle of `flapping`.
 const FLAP_BAD: Duration = Duration::from_millis(3500);
 const FLAP_GOOD: Duration = Duration::from_millis(1500);
+/// One bad-then-good cycle of `relapsing`.
+const RELAPSE_BAD: Duration = Duration::from_secs(2);
+const RELAPSE_GOOD: Duration = Duration::from_secs(3);
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Refuse,
         Scenario::Hang,
         Scenario::Status503,
@@ -54,6 +77,10 @@ impl Scenario {
         Scenario::Branded500,
         Scenario::Flapping,
         Scenario::OriginOutage,
+        Scenario::HalfFailing,
+        Scenario::Relapsing,
+        Scenario::Standby,
+        Scenario::StandbyBroken,
         Scenario::SlowPrimary,
         Scenario::Brownout,
     ];
@@ -68,6 +95,10 @@ impl Scenario {
             Scenario::Branded500 => "branded-500",
             Scenario::Flapping => "flapping",
             Scenario::OriginOutage => "origin-outage",
+            Scenario::HalfFailing => "half-failing",
+            Scenario::Relapsing => "relapsing",
+            Scenario::Standby => "standby",
+            Scenario::StandbyBroken => "standby-broken",
             Scenario::SlowPrimary => "slow-primary",
             Scenario::Brownout => "brownout",
         }
@@ -96,7 +127,13 @@ impl Scenario {
             Scenario::Status503 => ups.primary.switch(Mode::Status(503)),
             Scenario::Status520 => ups.primary.switch(Mode::Status(520)),
             Scenario::Branded500 => ups.primary.switch(Mode::Page(branded_500())),
-            Scenario::Flapping => flap(ups.primary, until).await,
+            Scenario::Flapping => flap(ups.primary, (FLAP_BAD, FLAP_GOOD), until).await,
+            Scenario::HalfFailing => ups
+                .primary
+                .switch(Mode::EveryNth(2, Box::new(Mode::Page(branded_500())))),
+            Scenario::Relapsing => flap(ups.primary, (RELAPSE_BAD, RELAPSE_GOOD), until).await,
+            Scenario::Standby => {}
+            Scenario::StandbyBroken => ups.secondary.switch(Mode::Page(branded_500())),
             Scenario::OriginOutage => {
                 for u in [ups.origin, ups.primary, ups.secondary] {
                     u.switch(Mode::Status(503));
@@ -126,14 +163,17 @@ fn branded_500() -> Page {
     Page::parse(&text).unwrap_or_else(|| panic!("{path}: not a response"))
 }
 
-/// Switches `primary` between the branded page and health, [`FLAP_BAD`] then [`FLAP_GOOD`],
-/// until `until`.
-async fn flap(primary: &SimUpstream, until: tokio::time::Instant) {
+/// Switches `primary` between the branded page and health, `bad` then `good`, until `until`.
+async fn flap(
+    primary: &SimUpstream,
+    (bad, good): (Duration, Duration),
+    until: tokio::time::Instant,
+) {
     let page = branded_500();
     while tokio::time::Instant::now() < until {
         primary.switch(Mode::Page(page.clone()));
-        tokio::time::sleep_until((tokio::time::Instant::now() + FLAP_BAD).min(until)).await;
+        tokio::time::sleep_until((tokio::time::Instant::now() + bad).min(until)).await;
         primary.switch(Mode::Ok);
-        tokio::time::sleep_until((tokio::time::Instant::now() + FLAP_GOOD).min(until)).await;
+        tokio::time::sleep_until((tokio::time::Instant::now() + good).min(until)).await;
     }
 }

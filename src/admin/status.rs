@@ -70,6 +70,12 @@ pub struct RouteStatus {
     /// Every origin-role upstream of the route fails its active checks: CDN failures are
     /// the origin's, and answers pass from the first tier (DESIGN §7.1).
     pub origin_failing: bool,
+    /// The delay the route's next failback would wait, in ms: `failback_delay`, doubled
+    /// (up to 16x) by each relapse within 5 minutes of a failback (DESIGN §7.2).
+    pub failback_delay_ms: u128,
+    /// The share of replay-safe GET/HEAD requests sent first to the next usable tier after
+    /// the active one (`standby_share`, warm standby).
+    pub standby_share: f64,
 }
 
 impl Status {
@@ -105,6 +111,12 @@ impl Status {
                 active_tier: r.state.active(),
                 pinned: r.state.pin(),
                 origin_failing: r.state.origin_failing(),
+                failback_delay_ms: r
+                    .state
+                    .failback_delay()
+                    .unwrap_or(r.spec.failback_delay)
+                    .as_millis(),
+                standby_share: r.spec.standby_share,
             })
             .collect();
         Status {

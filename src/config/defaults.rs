@@ -52,11 +52,21 @@ pub const HEALTH_EXPECT_STATUS: &str = "200-399";
 pub const CONSECUTIVE_FAILURES: u32 = 3;
 /// `[defaults.passive] ejection`.
 pub const EJECTION: Duration = Duration::from_secs(10);
+/// `[defaults.passive] failure_rate`.
+pub const FAILURE_RATE: f64 = 0.5;
+/// `[defaults.passive] min_requests`.
+pub const MIN_REQUESTS: u32 = 20;
+/// `[defaults.passive] window`.
+pub const WINDOW: Duration = Duration::from_secs(10);
+/// The longest `[defaults.passive] window`: the counting ring holds this many seconds.
+pub const MAX_WINDOW: Duration = Duration::from_secs(60);
 
 /// `[[routes]] path_prefix`.
 pub const PATH_PREFIX: &str = "/";
 /// `[[routes]] failback_delay`.
 pub const FAILBACK_DELAY: Duration = Duration::from_secs(10);
+/// `[[routes]] standby_share`.
+pub const STANDBY_SHARE: f64 = 0.0;
 /// `[routes.retry] attempts`.
 pub const RETRY_ATTEMPTS: u32 = 3;
 /// `[routes.retry] on_status`: 502–504 and 520–530, as inclusive ranges.

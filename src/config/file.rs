@@ -185,6 +185,12 @@ pub struct Passive {
     pub consecutive_failures: Option<Spanned<i64>>,
     /// First ejection; doubles on repeats up to 5m. Default: [`EJECTION`](super::defaults::EJECTION).
     pub ejection: Option<Text>,
+    /// Share of attempts within `window` that ejects, in (0, 1]. Default: [`FAILURE_RATE`](super::defaults::FAILURE_RATE).
+    pub failure_rate: Option<Spanned<f64>>,
+    /// Attempts within `window` before `failure_rate` applies; 0 turns it off. Default: [`MIN_REQUESTS`](super::defaults::MIN_REQUESTS).
+    pub min_requests: Option<Spanned<i64>>,
+    /// How far back `failure_rate` counts, whole seconds up to 60. Default: [`WINDOW`](super::defaults::WINDOW).
+    pub window: Option<Text>,
 }
 
 /// `[upstreams.NAME]`.
@@ -229,6 +235,9 @@ pub struct Route {
     pub tiers: Spanned<Vec<TierEntry>>,
     /// A recovered higher tier must stay healthy this long first. Default: [`FAILBACK_DELAY`](super::defaults::FAILBACK_DELAY).
     pub failback_delay: Option<Text>,
+    /// Share of replay-safe GET/HEAD requests sent first to the next usable tier after the
+    /// active one, in [0, 1). Default: [`STANDBY_SHARE`](super::defaults::STANDBY_SHARE).
+    pub standby_share: Option<Spanned<f64>>,
     /// `[routes.retry]`.
     #[serde(default)]
     pub retry: Retry,

@@ -143,6 +143,26 @@ pub struct PassiveSpec {
     pub consecutive_failures: u32,
     /// First ejection time; doubles on repeats up to five minutes.
     pub ejection: Duration,
+    /// Share of attempts within `window` that ejects (DESIGN §7.2), in (0, 1].
+    pub failure_rate: f64,
+    /// Attempts within `window` before `failure_rate` applies (0 turns that rule off).
+    pub min_requests: u32,
+    /// How far back `failure_rate` counts (whole seconds, 1..=60).
+    pub window: Duration,
+}
+
+impl PassiveSpec {
+    /// Only the consecutive-failures rule: `threshold` failures in a row eject for `ejection`
+    /// (the failure-rate rule off).
+    pub fn consecutive(threshold: u32, ejection: Duration) -> PassiveSpec {
+        PassiveSpec {
+            consecutive_failures: threshold,
+            ejection,
+            failure_rate: defaults::FAILURE_RATE,
+            min_requests: 0,
+            window: defaults::WINDOW,
+        }
+    }
 }
 
 /// What an upstream is to the site: a CDN in front of the origin, or (part of) the origin.
@@ -247,6 +267,10 @@ impl fmt::Display for HostPattern {
     }
 }
 
+/// The environment variable that shortens damped failback's memory (a duration, e.g. "3s")
+/// for tests; unset in production.
+pub const DAMPING_MEMORY_ENV: &str = "BASCULE_TEST_DAMPING_MEMORY";
+
 /// Retry policy of a route.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetrySpec {
@@ -305,6 +329,13 @@ pub struct RouteSpec {
     pub tiers: Vec<Vec<String>>,
     /// Continuous health a recovered higher tier needs before use.
     pub failback_delay: Duration,
+    /// Share of replay-safe GET/HEAD requests sent first to the next usable tier after the
+    /// active one (warm standby, DESIGN §7.2), in [0, 1).
+    pub standby_share: f64,
+    /// How long damped failback remembers a failback and a loss (DESIGN §7.2: five minutes,
+    /// [`crate::select::DAMPING_MEMORY`]). Not a key of the file: only the environment
+    /// variable [`DAMPING_MEMORY_ENV`] changes it, so tests can watch it run out.
+    pub damping_memory: Duration,
     /// Retry policy.
     pub retry: RetrySpec,
 }

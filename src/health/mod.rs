@@ -8,6 +8,7 @@
 pub mod counter;
 pub mod head_times;
 pub mod passive;
+pub mod rate;
 mod state;
 
 pub use state::{Flag, State};
@@ -140,12 +141,14 @@ impl Health {
 
     /// Records a live attempt that succeeded.
     pub fn attempt_succeeded(&self) {
-        self.passive.on_success();
+        let now = self.passive.counts_rate().then(now_ms);
+        self.passive.on_success(now);
     }
 
     /// Records a live attempt that failed (`what` describes it, for the event; called only
-    /// when this failure ejects); ejects the upstream when
-    /// this failure completes a run of `passive.consecutive_failures`. The ejection ends by
+    /// when this failure ejects); ejects the upstream when this failure completes a run of
+    /// `passive.consecutive_failures`, or makes the failed share of the attempts within
+    /// `passive.window` reach `passive.failure_rate` (with at least `passive.min_requests`). The ejection ends by
     /// itself on a timer task. An upstream already out of use for another reason is not
     /// ejected: late failures of requests sent before it was marked down (a hanging upstream's
     /// response timeouts) would otherwise keep it out long after it recovered.
@@ -153,12 +156,11 @@ impl Health {
         if !self.is_available() {
             return;
         }
-        let Some(duration) = self.passive.on_failure(now_ms()) else {
+        let Some((duration, rule)) = self.passive.on_failure(now_ms()) else {
             return;
         };
         let reason = format!(
-            "{} failed attempts in a row (last: {}); ejected for {}",
-            self.passive.threshold(),
+            "{rule} (last: {}); ejected for {}",
             what(),
             humantime::format_duration(duration)
         );
@@ -255,10 +257,7 @@ mod tests {
 
     fn health() -> (Arc<Health>, tokio::sync::mpsc::UnboundedReceiver<Signal>) {
         let (signals, rx) = Signals::channel();
-        let spec = PassiveSpec {
-            consecutive_failures: 3,
-            ejection: Duration::from_millis(200),
-        };
+        let spec = PassiveSpec::consecutive(3, Duration::from_millis(200));
         (Arc::new(Health::new("cdn", &spec, signals)), rx)
     }
 

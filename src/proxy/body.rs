@@ -143,10 +143,7 @@ mod tests {
 
     fn health() -> Arc<Health> {
         let (signals, _rx) = Signals::channel();
-        let spec = PassiveSpec {
-            consecutive_failures: 3,
-            ejection: Duration::from_secs(1),
-        };
+        let spec = PassiveSpec::consecutive(3, Duration::from_secs(1));
         Arc::new(Health::new("up", &spec, signals))
     }
 

@@ -1,5 +1,5 @@
 //! Forwards a request over its attempt plan: reads (and, when small, buffers) the client's
-//! body, builds each attempt (sent by `send`), judges how each ended and whether the next
+//! body, builds each attempt (sent by `attempt::send`), judges how each ended and whether the next
 //! attempt is allowed (replay safety, [`may_retry`]; free or paid from the retry budget), lets
 //! `attempts::walk` run them (hedging a replay-safe request, DESIGN §7.4), and, once the
 //! request's fate is known, charges each failed attempt to whoever caused it
@@ -17,12 +17,12 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::attempt::{send, Sent};
 use super::attempts::{self, Next, Verdict};
 use super::blame;
 use super::body::ProxyBody;
 use super::client_body::{prepare, BodyLimits, ClientBody};
 use super::error::{self, Failure};
-use super::send::{send, Sent};
 use crate::client::body::{BodyError, Returned, Stream, UpstreamBody};
 use crate::config::{HedgeAfter, Role};
 use crate::metrics::Outcome;
@@ -231,12 +231,19 @@ pub async fn forward(
         method: parts.method.clone(),
     };
     let replayable_method = idempotent(&parts.method);
+    // Warm standby (DESIGN §7.2): a share of replay-safe GET/HEAD requests tries the next
+    // usable tier first; not while the origins fail (every tier would pass the same error).
+    let standby = (parts.method == Method::GET || parts.method == Method::HEAD)
+        && !matches!(body, ClientBody::Stream(_))
+        && !route.state.origin_failing()
+        && route.next_standby();
     let plan = select::plan(
         &route.tiers,
         route.state.active(),
         retry.attempts,
         route.next_rr(),
-        |u| u.live.health.is_available(),
+        standby,
+        |u: &Arc<Upstream>| u.live.health.is_available(),
     );
     let hedging = retry.hedge_after != HedgeAfter::Off
         && replayable_method

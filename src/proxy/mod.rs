@@ -1,6 +1,7 @@
 //! The request path: one routing-snapshot load per request, head checks, path normalization,
 //! route match, header rewrite, then the forwarder walks the attempt plan. Holds no locks.
 
+mod attempt;
 mod attempts;
 pub mod blame;
 pub mod body;
@@ -11,7 +12,6 @@ pub mod head;
 pub mod headers;
 pub mod host;
 pub mod path;
-mod send;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;

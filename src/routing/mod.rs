@@ -10,7 +10,7 @@ pub mod registry;
 pub mod upstream;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -36,6 +36,10 @@ pub struct Route {
     offsets: Vec<usize>,
     /// Round-robin counter for balanced tiers.
     rr: AtomicUsize,
+    /// `standby_share` in parts per million (0: no warm standby).
+    standby_ppm: u32,
+    /// Standby-eligible requests so far (warm standby's even spreading).
+    standby_n: AtomicU64,
 }
 
 impl Route {
@@ -56,6 +60,17 @@ impl Route {
     /// Next round-robin offset.
     pub fn next_rr(&self) -> usize {
         self.rr.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether the next standby-eligible request (replay-safe GET/HEAD) goes to the standby
+    /// tier first ([`crate::select::is_standby`] over a per-route count); no count is taken
+    /// when the route has no `standby_share`.
+    pub fn next_standby(&self) -> bool {
+        if self.standby_ppm == 0 {
+            return false;
+        }
+        let n = self.standby_n.fetch_add(1, Ordering::Relaxed);
+        crate::select::is_standby(n, self.standby_ppm)
     }
 }
 
@@ -151,6 +166,8 @@ impl RoutingTable {
                 tiers,
                 state,
                 rr: AtomicUsize::new(fastrand::usize(..1024)),
+                standby_ppm: crate::select::share_ppm(spec.standby_share),
+                standby_n: AtomicU64::new(0),
             });
         }
         let matcher = Matcher::new(

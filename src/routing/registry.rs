@@ -6,7 +6,7 @@
 //! name exists), and the registry reports what changed so the reload can log a summary.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -41,6 +41,8 @@ pub struct RouteState {
     active: AtomicUsize,
     /// Every origin-role upstream of the route fails its active checks (DESIGN §7.1).
     origin_failing: AtomicBool,
+    /// The delay the next failback would wait, in ms (the steering task's, DESIGN §7.2).
+    failback_delay_ms: AtomicU64,
     pin: Mutex<Option<Pin>>,
     signals: Signals,
     /// The route's retry budget (DESIGN §7.4), kept with the rest of its live state.
@@ -53,6 +55,7 @@ impl RouteState {
             name: name.to_owned(),
             active: AtomicUsize::new(0),
             origin_failing: AtomicBool::new(false),
+            failback_delay_ms: AtomicU64::new(0),
             pin: Mutex::new(None),
             signals,
             budget: RetryBudget::default(),
@@ -76,6 +79,21 @@ impl RouteState {
     /// Publishes whether the route's origins are failing; returns whether that changed.
     pub fn set_origin_failing(&self, failing: bool) -> bool {
         self.origin_failing.swap(failing, Ordering::Relaxed) != failing
+    }
+
+    /// The delay the route's next failback would wait (`failback_delay`, damped after
+    /// relapses); None until the route was first steered.
+    pub fn failback_delay(&self) -> Option<std::time::Duration> {
+        match self.failback_delay_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
+    }
+
+    /// Publishes the delay the next failback would wait (the steering task's).
+    pub fn set_failback_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.failback_delay_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Publishes a new active tier (the steering task's decision).

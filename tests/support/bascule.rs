@@ -116,6 +116,7 @@ impl Bascule {
                 });
             }
         }
+        cmd.envs(config.env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .arg("run")
             .arg("-c")

@@ -9,7 +9,7 @@ use super::bascule::Bascule;
 use super::upstream::FakeUpstream;
 
 /// A config file for one test: `[listen]` on 127.0.0.1:0 with `debug_headers = true`, the
-/// admin API off, health checks and passive ejection quiet (so only live requests decide),
+/// admin API off, health checks and passive ejection quiet, both rules (so only live requests decide),
 /// plus whatever the test adds. `admin()` turns the admin API on (also on port 0) and
 /// `defaults(..)` replaces the quiet `[defaults]` with the test's own.
 #[derive(Default, Clone)]
@@ -25,6 +25,8 @@ pub struct ProxyConfig {
     pub(super) certs: Vec<(PathBuf, PathBuf)>,
     /// The open-files limit (soft and hard) the process starts with.
     pub(super) nofile: Option<u64>,
+    /// Environment variables the process starts with.
+    pub(super) env: Vec<(String, String)>,
 }
 
 /// The ports a test proxy listens on.
@@ -67,6 +69,12 @@ impl ProxyConfig {
     /// Starts the process with at most `n` open files (soft and hard limit, as `prlimit`).
     pub fn open_files(mut self, n: u64) -> ProxyConfig {
         self.nofile = Some(n);
+        self
+    }
+
+    /// Starts the process with the environment variable `name` set to `value`.
+    pub fn env(mut self, name: &str, value: &str) -> ProxyConfig {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -171,7 +179,7 @@ impl ProxyConfig {
             Some(d) => format!("[defaults]\n{d}\n"),
             None => "[defaults]\nconnect_timeout = \"1s\"\n\
                      [defaults.health]\ninterval = \"60s\"\nfall = 100\n\
-                     [defaults.passive]\nconsecutive_failures = 0\n"
+                     [defaults.passive]\nconsecutive_failures = 0\nmin_requests = 0\n"
                 .to_owned(),
         };
         format!(

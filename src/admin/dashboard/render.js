@@ -107,7 +107,26 @@ function routeBody(route) {
       : null,
     h('div', { class: 'chain' }, chain),
     h('p', { class: 'why' }, why, ev ? [' · ', age(ev.at)] : null),
+    failbackLine(route),
   ];
+}
+
+/** The warm standby's share and the next failback's delay (doubled after relapses). */
+function failbackLine(route) {
+  const pct = (100 * (route.standby_share || 0));
+  const standby = pct > 0
+    ? h('span', { 'data-standby': String(route.standby_share) },
+      h('span', { class: 'tag standby' }, `STANDBY ${+pct.toFixed(2)} %`),
+      ' of GET/HEAD tried first on the next usable tier after the active one')
+    : h('span', { class: 'muted', 'data-standby': '0' }, 'no warm standby');
+  const ms = route.failback_delay_ms;
+  const delay = ms === undefined ? null
+    : h('span', { 'data-failback-delay-ms': String(ms) }, ` · next failback waits ${fmtDelay(ms)}`);
+  return h('p', { class: 'standby' }, standby, delay);
+}
+
+function fmtDelay(ms) {
+  return ms >= 1000 ? `${+(ms / 1000).toFixed(1)} s` : `${ms} ms`;
 }
 
 /** A route's requests/s stacked by the upstream that answered, its 5xx/s, its tier changes. */

@@ -117,6 +117,38 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A share (a TOML float or integer) that `ok` accepts; `range` says which, for the error.
+    fn share(
+        &mut self,
+        v: Option<&Spanned<f64>>,
+        key: &str,
+        (ok, range): (fn(f64) -> bool, &str),
+        default: f64,
+    ) -> f64 {
+        let Some(v) = v else { return default };
+        let x = *v.get_ref();
+        if !ok(x) {
+            self.error(v.span(), format!("{key}: must be {range}, got {x}"));
+            return default;
+        }
+        x
+    }
+
+    /// `[defaults.passive] window`: whole seconds, 1 s to [`defaults::MAX_WINDOW`].
+    fn window(&mut self, t: Option<&Text>, key: &str) -> Duration {
+        let d = self.duration(t, key, defaults::WINDOW);
+        let whole = d.subsec_nanos() == 0;
+        if let (Some(t), false) = (t, whole && d <= defaults::MAX_WINDOW) {
+            let max = defaults::MAX_WINDOW.as_secs();
+            self.error(
+                t.span(),
+                format!("{key}: must be whole seconds, 1s to {max}s"),
+            );
+            return defaults::WINDOW;
+        }
+        d
+    }
+
     fn size(&mut self, v: Option<&Spanned<Scalar>>, key: &str, default: u64) -> u64 {
         let Some(v) = v else { return default };
         match v.get_ref() {

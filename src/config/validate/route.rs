@@ -70,13 +70,25 @@ impl Checker<'_> {
                     .value(t, &format!("{ctx}: failback_delay"), units::duration)
                     .unwrap_or_default(),
             };
+            let standby_share = self.share(
+                r.standby_share.as_ref(),
+                &format!("{ctx}: standby_share"),
+                (|x| (0.0..1.0).contains(&x), "at least 0 and below 1"),
+                defaults::STANDBY_SHARE,
+            );
             let retry = self.retry(&r.retry, &ctx);
+            let damping_memory = (self.env)(DAMPING_MEMORY_ENV)
+                .and_then(|v| units::duration(&v).ok())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(crate::select::DAMPING_MEMORY);
             out.push(RouteSpec {
                 name,
                 hosts,
                 path_prefix,
                 tiers,
                 failback_delay,
+                standby_share,
+                damping_memory,
                 retry,
             });
         }

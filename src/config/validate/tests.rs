@@ -55,6 +55,9 @@ fn a_minimal_file_gets_every_default() {
     assert_eq!(cdn.health.path, "/healthz");
     assert_eq!((cdn.health.rise, cdn.health.fall), (2, 2));
     assert_eq!(cdn.passive.consecutive_failures, 3);
+    assert_eq!(cdn.passive.failure_rate, 0.5);
+    assert_eq!(cdn.passive.min_requests, 20);
+    assert_eq!(cdn.passive.window, Duration::from_secs(10));
     let origin = &c.upstreams[1];
     assert_eq!(origin.address.port, 9000);
     assert_eq!(origin.sni, None);
@@ -68,6 +71,7 @@ fn a_minimal_file_gets_every_default() {
     assert_eq!(r.retry.hedge_after, HedgeAfter::Auto);
     assert_eq!((r.retry.budget, r.retry.budget_min_per_sec), (0.2, 10));
     assert_eq!(r.failback_delay, Duration::from_secs(10));
+    assert_eq!(r.standby_share, 0.0);
     assert_eq!(
         r.summary(),
         "route www hosts=www.example.com,*.example.com prefix=/ tiers: cdn > origin-a"
@@ -310,4 +314,66 @@ fn hedging_and_budget_keys_are_parsed_and_their_errors_placed() {
             "{retry}: {errs:#?}"
         );
     }
+}
+
+#[test]
+fn failure_rate_keys_default_per_upstream_and_are_checked_at_their_values() {
+    let text = r#"
+[listen]
+http = ["127.0.0.1:8080"]
+[defaults.passive]
+failure_rate = 0.25
+window = "5s"
+[upstreams.a]
+address = "http://127.0.0.1:1"
+passive = { min_requests = 0, failure_rate = 1 }
+[upstreams.b]
+address = "http://127.0.0.1:2"
+[[routes]]
+name = "r"
+hosts = ["*"]
+tiers = ["a", "b"]
+standby_share = 0.02
+"#;
+    let c = load(text).unwrap();
+    let (a, b) = (&c.upstreams[0].passive, &c.upstreams[1].passive);
+    assert_eq!(
+        (a.failure_rate, a.min_requests, a.window.as_secs()),
+        (1.0, 0, 5)
+    );
+    assert_eq!(
+        (b.failure_rate, b.min_requests, b.window.as_secs()),
+        (0.25, 20, 5)
+    );
+    assert_eq!(c.routes[0].standby_share, 0.02);
+
+    let bad = r#"
+[listen]
+http = ["127.0.0.1:8080"]
+[defaults.passive]
+min_requests = -1
+[upstreams.a]
+address = "http://127.0.0.1:1"
+passive = { window = "1500ms", failure_rate = 0.0 }
+[upstreams.b]
+address = "http://127.0.0.1:2"
+passive = { window = "2m", failure_rate = 1.5 }
+[[routes]]
+name = "r"
+hosts = ["*"]
+tiers = ["a"]
+standby_share = 1.0
+"#;
+    let errs = load(bad).unwrap_err();
+    // A default's error is reported for each upstream it applies to, at the default.
+    let want = [
+        "conf/b.toml:5:16: upstreams.a.passive.min_requests: must be between 0 and 1000000, got -1",
+        "conf/b.toml:5:16: upstreams.b.passive.min_requests: must be between 0 and 1000000, got -1",
+        "conf/b.toml:8:22: upstreams.a.passive.window: must be whole seconds, 1s to 60s",
+        "conf/b.toml:8:47: upstreams.a.passive.failure_rate: must be above 0 and at most 1, got 0",
+        "conf/b.toml:11:22: upstreams.b.passive.window: must be whole seconds, 1s to 60s",
+        "conf/b.toml:11:43: upstreams.b.passive.failure_rate: must be above 0 and at most 1, got 1.5",
+        "conf/b.toml:16:17: route \"r\": standby_share: must be at least 0 and below 1, got 1",
+    ];
+    assert_eq!(errs, want, "{errs:#?}");
 }

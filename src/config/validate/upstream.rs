@@ -129,6 +129,23 @@ impl Checker<'_> {
             &key("passive.ejection"),
             defaults::EJECTION,
         );
+        let failure_rate = self.share(
+            p.failure_rate.as_ref().or(dp.failure_rate.as_ref()),
+            &key("passive.failure_rate"),
+            (|x| x > 0.0 && x <= 1.0, "above 0 and at most 1"),
+            defaults::FAILURE_RATE,
+        );
+        let min_requests = self.count(
+            p.min_requests.as_ref().or(dp.min_requests.as_ref()),
+            &key("passive.min_requests"),
+            0,
+            1_000_000,
+            defaults::MIN_REQUESTS,
+        );
+        let window = self.window(
+            p.window.as_ref().or(dp.window.as_ref()),
+            &key("passive.window"),
+        );
 
         let address = address?;
         let sni = match address.scheme {
@@ -162,6 +179,9 @@ impl Checker<'_> {
             passive: PassiveSpec {
                 consecutive_failures,
                 ejection,
+                failure_rate,
+                min_requests,
+                window,
             },
             address,
         })

@@ -1,10 +1,12 @@
-//! One attempt at one upstream: send with its response deadline, record the time to the
-//! response head, and judge the answer (a status in `on_status`, a CDN's own error page).
+//! One attempt at one upstream: send with the upstream's response deadline, time the response
+//! head, tell a CDN's own error page from an answer it passes on (DESIGN §7.1), and classify
+//! the outcome for the forwarder.
 
 use bytes::{Bytes, BytesMut};
-use http::{Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
+
+use http::{Request, Response};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
