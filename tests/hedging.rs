@@ -1,7 +1,7 @@
 //! Hedged requests and the retry budget (DESIGN §7.4), black-box over real sockets: a primary
 //! that accepts requests and never answers, while its health checks stay green, costs each GET
 //! about `hedge_after` (the secondary answers the hedge, the primary's attempt is cancelled); a
-//! POST is never hedged; `hedge_after = "off"` waits for `response_timeout` as before; the
+//! POST is never hedged; a connect that hangs (SYNs dropped) is hedged too; `hedge_after = "off"` waits for `response_timeout` as before; the
 //! budget holds back retries of a primary that answers 503, never failovers off a refused
 //! connect.
 
@@ -275,6 +275,34 @@ async fn a_hedge_that_wins_asks_for_a_probe_of_the_upstream_it_beat() {
             "probed at once, not in a minute"
         );
         assert_eq!(secondary.probes(), 1, "the winner is not probed again");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_connect_that_hangs_is_hedged_too() {
+    bounded(LIMIT, async {
+        // SYNs dropped: only connect_timeout (2 s here) would end the attempt.
+        let primary = FakeUpstream::blackhole("primary").await;
+        let secondary = FakeUpstream::ok("secondary").await;
+        let p = proxy(
+            &primary,
+            &secondary,
+            r#"connect_timeout = "2s""#,
+            r#"hedge_after = "100ms""#,
+        )
+        .await;
+        let start = Instant::now();
+        let r = get(p.addr, HOST, "/story").await;
+        let took = start.elapsed();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-bascule-upstream"), "secondary");
+        assert_eq!(r.header("x-bascule-attempts"), "2");
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_millis(100) + MARGIN,
+            "answered after {took:?}, not after the connect timeout"
+        );
+        assert_eq!(metric(&p, CANCELLED).await, 1.0);
     })
     .await;
 }
