@@ -1,9 +1,9 @@
 //! Hedged requests and the retry budget (DESIGN §7.4), black-box over real sockets: a primary
 //! that accepts requests and never answers, while its health checks stay green, costs each GET
 //! about `hedge_after` (the secondary answers the hedge, the primary's attempt is cancelled); a
-//! POST is never hedged; a connect that hangs (SYNs dropped) is hedged too; `hedge_after = "off"` waits for `response_timeout` as before; the
-//! budget holds back retries of a primary that answers 503, never failovers off a refused
-//! connect.
+//! connect that hangs (SYNs dropped) is hedged too; a POST is never hedged; `hedge_after =
+//! "off"` waits for `response_timeout` as before; the budget holds back retries of a primary
+//! that answers 503, never failovers off a refused connect.
 
 mod support;
 
