@@ -38,9 +38,12 @@
 //! - [`checker`]: active probes, one task per live upstream.
 //! - [`proxy`]: the request path — head checks (Host, target length, Content-Length), path
 //!   normalization, route, rewrite headers, the origin shield (`proxy::shield`: serve from
-//!   the cache, coalesce misses, stale-if-error, store while streaming), walk the plan (one
-//!   attempt: `proxy::attempt`, with admission: `routing::admission`, `max_in_flight`),
-//!   replay safety.
+//!   the cache, coalesce misses, stale-if-error, store while streaming), walk the plan (at
+//!   most two attempts in flight: a slow replay-safe attempt is hedged on the next tier, the
+//!   first answer wins; one attempt: `proxy::attempt`, with admission: `routing::admission`,
+//!   `max_in_flight`), replay safety, the route's retry budget (`routing::budget`) and each
+//!   upstream's recent time to response head (`health::head_times`, for `hedge_after =
+//!   "auto"`).
 //! - [`cache`]: the origin shield's RFC 9111 rules as pure functions (`cache::rules`) and the
 //!   size-bounded store shared by every route, with coalescing and purges (`cache::store`).
 //! - [`client`]: pooled upstream connections: DNS cache, connect deadline, TLS.

@@ -2,19 +2,22 @@
 //!
 //! For each scenario the harness starts three fake upstreams in-process (`primary`,
 //! `secondary`, `origin`: `bascule::demo::SimUpstream`s on 127.0.0.1:0), the proxy under test
-//! as a child process (the release `bascule` with `--threads 1`, or HAProxy with
-//! `--haproxy`), and an open-loop load of `--rate` GET requests per second (latency counted
-//! from each request's scheduled send time). After a 5 s warm-up it breaks the primary, keeps it broken for
-//! `--break-secs`, heals it, and keeps the load going until the primary has received requests
-//! steadily for 2 s, or for at most `--heal-window`. Scenarios (how the primary breaks, for
-//! live traffic and health probes alike):
+//! as a child process (the release `bascule` with `--threads 1`, HAProxy with `--haproxy`, or
+//! nginx with `--nginx`), and an open-loop load of `--rate` GET requests per second (latency
+//! counted from each request's scheduled send time). After a 5 s warm-up (`--warmup-secs`) it
+//! breaks the primary, keeps it broken for `--break-secs`, heals it, and keeps the load going
+//! until the primary has received requests steadily for 2 s, or for at most `--heal-window`.
+//! Scenarios (how the primary breaks, for live traffic and health probes alike):
 //!
 //! - `refuse`: stops listening and closes every open connection (new connects are refused);
 //! - `hang`: accepts and reads requests but never answers;
 //! - `503`, `520`: answers everything with that status;
 //! - `branded-500`, `flapping`, `origin-outage`: what CDNs really did (see `scenario.rs`);
 //! - `half-failing`, `relapsing`, `standby`, `standby-broken`: partial and flapping failures
-//!   and the warm standby (DESIGN §7.2, see `scenario.rs`).
+//!   and the warm standby (DESIGN §7.2, see `scenario.rs`);
+//! - `slow-primary`, `brownout`: what hedging and the retry budget must get right (DESIGN
+//!   §7.4): a primary that answers after 300 ms, and an origin answering half its requests
+//!   with 503 through every tier while the checks stay green.
 //!
 //! Reported per scenario (one markdown row; `--out FILE` also writes TSV):
 //!
@@ -23,8 +26,12 @@
 //! - **primary abandoned after**: from the break to the last live request the primary
 //!   *received* before the heal (its own arrival times; 0 when none arrived), "not abandoned"
 //!   when it still received requests up to the heal;
-//! - **p99 / max during transition**: latency of requests scheduled from the break to 1 s after
-//!   the primary was abandoned (the whole break if it was not), with the warm-up p99 beside it;
+//! - **p50 / p99 / max during transition**: latency of requests scheduled from the break to 1 s
+//!   after the primary was abandoned (the whole break if it was not), with the warm-up p99
+//!   beside it;
+//! - **upstream requests per client request**: live requests the three upstreams received per
+//!   request scheduled, in the warm-up (what hedging costs when nothing is broken) and during
+//!   the break (what retries and hedges added);
 //! - **failback after**: from the heal to the scheduled send time of the first request after
 //!   it that the primary answered (2xx with `x-bascule-upstream: primary`), next to the value
 //!   the config implies (bascule: rise × interval + failback_delay; HAProxy: rise × inter);
@@ -39,14 +46,15 @@
 //! with `response_timeout = "2s"`; bare keys at the top of that file belong to the route):
 //!
 //! ```sh
-//! cargo bench --bench failover                                # all eleven scenarios, < 11 min
+//! cargo bench --bench failover                                # all thirteen scenarios, < 13 min
 //! cargo bench --bench failover -- --scenario hang --extra-toml fast.toml --out hang.tsv
 //! cargo bench --bench failover -- --haproxy                   # the same against HAProxy
+//! cargo bench --bench failover -- --nginx                     # ... and against nginx
 //! ```
 //!
-//! Options: `--scenario NAME|all` (all; names as above), `--rate N` (1000), `--break-secs S`
-//! (20), `--heal-window S` (25), `--bin PATH` (the release bascule built by `cargo bench`),
-//! `--extra-toml FILE`, `--out FILE`, `--haproxy`, `--max-in-flight N` (20,000, or less if the
+//! Options: `--scenario NAME|all` (all; names as above), `--rate N` (1000), `--warmup-secs S`
+//! (5), `--break-secs S` (20), `--heal-window S` (25), `--bin PATH` (the release bascule built by `cargo bench`),
+//! `--extra-toml FILE`, `--out FILE`, `--haproxy`, `--nginx`, `--max-in-flight N` (20,000, or less if the
 //! file-descriptor limit is lower). Only 127.0.0.1 and ephemeral ports are used; work files
 //! (configs, the proxy's stdout and stderr, `samples.tsv` with every request) are kept under
 //! cargo's target tmp dir, one directory per target and scenario.
@@ -57,6 +65,7 @@ mod cli;
 #[allow(dead_code)]
 mod listening;
 mod load;
+mod nginx;
 mod proxy;
 mod report;
 mod scenario;
@@ -72,7 +81,7 @@ use proxy::{Proxy, Target, Upstreams};
 use report::{Context, Report, Timeline};
 use scenario::Scenario;
 
-/// Healthy traffic before the primary breaks.
+/// Healthy traffic before the primary breaks, unless `--warmup-secs` says otherwise.
 const WARMUP: Duration = Duration::from_secs(5);
 /// After the heal, the load stops once the primary has received requests this long.
 const STEADY: Duration = Duration::from_secs(2);
@@ -80,13 +89,15 @@ const STEADY: Duration = Duration::from_secs(2);
 const STARTUP: Duration = Duration::from_secs(10);
 
 const USAGE: &str = "usage: cargo bench --bench failover -- [--scenario refuse|hang|503|520|\
-branded-500|flapping|origin-outage|half-failing|relapsing|standby|standby-broken|all] \
-[--rate N] [--break-secs S] [--heal-window S] [--bin PATH] [--extra-toml FILE] [--out FILE] \
-[--haproxy] [--max-in-flight N]";
+branded-500|flapping|origin-outage|half-failing|relapsing|standby|standby-broken|\
+slow-primary|brownout|all] \
+[--rate N] [--warmup-secs S] [--break-secs S] [--heal-window S] [--bin PATH] [--extra-toml FILE] [--out FILE] \
+[--haproxy | --nginx] [--max-in-flight N]";
 
 struct Options {
     scenarios: Vec<Scenario>,
     rate: u32,
+    warmup: Duration,
     break_for: Duration,
     heal_window: Duration,
     target: Target,
@@ -98,7 +109,9 @@ impl Options {
     fn parse(mut args: impl Iterator<Item = String>, fd_limit: u64) -> Result<Options, String> {
         let (mut scenarios, mut rate, mut max_in_flight) = (Scenario::ALL.to_vec(), 1000, None);
         let (mut break_secs, mut heal_secs) = (20, 25);
-        let (mut bin, mut extra, mut out, mut haproxy) = (None, None, None, false);
+        let mut warmup = WARMUP;
+        let (mut bin, mut extra, mut out) = (None, None, None);
+        let (mut haproxy, mut nginx) = (false, false);
         while let Some(arg) = args.next() {
             let mut value = || args.next().ok_or(format!("{arg} needs a value"));
             match arg.as_str() {
@@ -107,12 +120,14 @@ impl Options {
                 "--scenario" => scenarios = parse_scenarios(&value()?)?,
                 "--rate" => rate = cli::number(&arg, &value()?)?,
                 "--break-secs" => break_secs = cli::number(&arg, &value()?)?,
+                "--warmup-secs" => warmup = Duration::from_secs(cli::number(&arg, &value()?)?),
                 "--heal-window" => heal_secs = cli::number(&arg, &value()?)?,
                 "--max-in-flight" => max_in_flight = Some(cli::number(&arg, &value()?)?),
                 "--bin" => bin = Some(PathBuf::from(value()?)),
                 "--extra-toml" => extra = Some(PathBuf::from(value()?)),
                 "--out" => out = Some(PathBuf::from(value()?)),
                 "--haproxy" => haproxy = true,
+                "--nginx" => nginx = true,
                 _ => return Err(format!("unknown argument {arg:?}")),
             }
         }
@@ -123,9 +138,10 @@ impl Options {
         Ok(Options {
             scenarios,
             rate,
+            warmup,
             break_for: Duration::from_secs(break_secs),
             heal_window: Duration::from_secs(heal_secs),
-            target: target(haproxy, bin, extra)?,
+            target: target(haproxy, nginx, bin, extra)?,
             out,
             max_in_flight,
         })
@@ -134,12 +150,24 @@ impl Options {
 
 /// HAProxy, or bascule at `bin` (default: the release binary `cargo bench` builds, i.e.
 /// `target/release/bascule` unless CARGO_TARGET_DIR says otherwise) with `extra` appended.
-fn target(haproxy: bool, bin: Option<PathBuf>, extra: Option<PathBuf>) -> Result<Target, String> {
-    if haproxy {
+fn target(
+    haproxy: bool,
+    nginx: bool,
+    bin: Option<PathBuf>,
+    extra: Option<PathBuf>,
+) -> Result<Target, String> {
+    if haproxy || nginx {
         if bin.is_some() || extra.is_some() {
-            return Err("--bin and --extra-toml apply to bascule, not --haproxy".into());
+            return Err("--bin and --extra-toml apply to bascule, not --haproxy or --nginx".into());
         }
-        return Ok(Target::Haproxy);
+        if haproxy && nginx {
+            return Err("--haproxy or --nginx: one target per run".into());
+        }
+        return Ok(if haproxy {
+            Target::Haproxy
+        } else {
+            Target::Nginx
+        });
     }
     let extra_toml = match extra {
         Some(p) => Some(std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?),
@@ -245,7 +273,8 @@ async fn run_scenario(o: &Options, scenario: Scenario, dir: &Path) -> Result<Rep
         .wait_ready(STARTUP)
         .await
         .map_err(|e| format!("{} ({}): {e}", o.target.name(), dir.display()))?;
-    let (finished, timeline, primary_hits) = drive(o, scenario, &ups, proxy.addr).await;
+    let (finished, timeline, primary_hits, upstream_hits) =
+        drive(o, scenario, &ups, proxy.addr).await;
     let expected_failback = proxy.expected_failback;
     match proxy.stop().await {
         Ok(status) if status.success() => {}
@@ -261,6 +290,7 @@ async fn run_scenario(o: &Options, scenario: Scenario, dir: &Path) -> Result<Rep
         scenario: scenario.name(),
         timeline,
         primary_hits,
+        upstream_hits,
         expected_failback,
         period: Duration::from_secs(1) / o.rate,
         unfinished: finished.unfinished,
@@ -279,19 +309,20 @@ async fn fake(name: &str) -> Result<SimUpstream, String> {
 }
 
 /// Runs the load against `proxy` through warm-up, break and heal, until the primary has been
-/// steady again or the heal window is over. Returns the samples, the timeline, and when the
-/// primary received each live request, all from the start of the load.
+/// steady again or the heal window is over. Returns the samples, the timeline, when the
+/// primary received each live request, and when any of the three did, all from the start of
+/// the load.
 async fn drive(
     o: &Options,
     scenario: Scenario,
     ups: &Upstreams<'_>,
     proxy: SocketAddr,
-) -> (Finished, Timeline, Vec<Duration>) {
+) -> (Finished, Timeline, Vec<Duration>, Vec<Duration>) {
     let primary = ups.primary;
     let heal_window = o.heal_window.max(scenario.after_heal());
-    let max_duration = WARMUP + o.break_for + heal_window + Duration::from_secs(1);
+    let max_duration = o.warmup + o.break_for + heal_window + Duration::from_secs(1);
     let load = Load::start(proxy, o.rate, o.max_in_flight, max_duration);
-    tokio::time::sleep_until((load.start + WARMUP).into()).await;
+    tokio::time::sleep_until((load.start + o.warmup).into()).await;
     let broke = load.elapsed();
     scenario.break_for(ups, o.break_for).await;
     let healed = load.elapsed();
@@ -301,14 +332,23 @@ async fn drive(
     let ended = load.elapsed();
     let start = load.start;
     let finished = load.finish().await;
-    let hits = primary.hit_times().into_iter();
-    let hits = hits.map(|h| h.saturating_duration_since(start)).collect();
+    let since_start = |u: &SimUpstream| {
+        u.hit_times()
+            .into_iter()
+            .map(|h| h.saturating_duration_since(start))
+            .collect::<Vec<_>>()
+    };
+    let hits = since_start(primary);
+    let all_hits = [ups.primary, ups.secondary, ups.origin]
+        .into_iter()
+        .flat_map(since_start)
+        .collect();
     let timeline = Timeline {
         broke,
         healed,
         ended,
     };
-    (finished, timeline, hits)
+    (finished, timeline, hits, all_hits)
 }
 
 /// How often to look at the primary's hit count after the heal: often enough to see a gap in

@@ -1,10 +1,10 @@
 //! The proxy under test, as a child process: bascule (`bascule run -c FILE --threads 1`) or,
-//! for comparison, HAProxy (`haproxy -db -f FILE`), each on a config generated for the three
-//! fake upstreams. Only the child it started is ever signalled or killed, through its handle.
+//! for comparison, HAProxy (`haproxy -db -f FILE`) or nginx (`nginx -c FILE`, `nginx.rs`), each
+//! on a config generated for the three fake upstreams. Only the child it started is ever signalled or killed, through its handle.
 //!
 //! bascule listens on 127.0.0.1:0 (HTTP and admin) and says which ports it got in its log
-//! (`listening` lines, read by `listening`). HAProxy cannot say which port it bound, so for it
-//! alone a free port is probed (bound on :0, released, given to HAProxy).
+//! (`listening` lines, read by `listening`). HAProxy and nginx cannot say which port they bound,
+//! so for them a free port is probed (bound on :0, released, given to the proxy).
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bascule::demo::{SimUpstream, PROBE_PATH as HEALTH_PATH};
 
-use crate::listening;
+use crate::{listening, nginx};
 
 /// Which proxy to measure.
 #[derive(Clone, Debug)]
@@ -26,6 +26,8 @@ pub enum Target {
     },
     /// `haproxy` from the PATH.
     Haproxy,
+    /// `nginx` from the PATH.
+    Nginx,
 }
 
 impl Target {
@@ -34,6 +36,7 @@ impl Target {
         match self {
             Target::Bascule { .. } => "bascule",
             Target::Haproxy => "haproxy",
+            Target::Nginx => "nginx",
         }
     }
 }
@@ -85,6 +88,15 @@ impl Proxy {
                 c.arg("-db").arg("-f").arg(&file);
                 // HAProxy has no failback delay: a server is used as soon as it is up again.
                 (addr, None, c, Some(HAPROXY_RISE * HAPROXY_INTER))
+            }
+            Target::Nginx => {
+                let addr = free_port()?;
+                let file = write(dir, "nginx.conf", &nginx::config(addr, dir, ups))?;
+                nginx::check(&file)?;
+                let mut c = Command::new("nginx");
+                c.arg("-c").arg(&file);
+                // Passive only: a failed server is tried again after fail_timeout.
+                (addr, None, c, Some(nginx::FAIL_TIMEOUT))
             }
         };
         let stdout = create(dir, "stdout.log")?;

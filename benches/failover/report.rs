@@ -62,8 +62,12 @@ pub struct Report {
     pub abandoned: bool,
     /// Live requests the primary received between the break and the heal.
     pub primary_hits_in_break: usize,
+    pub transition_p50: Duration,
     pub transition_p99: Duration,
     pub transition_max: Duration,
+    /// Live requests the upstreams received per client request, in the warm-up and the break.
+    pub upstream_per_request_warmup: f64,
+    pub upstream_per_request_break: f64,
     pub warmup_p99: Duration,
     /// From the heal to the first request scheduled after it that the primary answered.
     pub failback_after: Option<Duration>,
@@ -110,6 +114,8 @@ pub struct Context {
     pub timeline: Timeline,
     /// Arrival times at the primary of live requests, from the start of the load.
     pub primary_hits: Vec<Duration>,
+    /// Arrival times at any of the three upstreams of live requests.
+    pub upstream_hits: Vec<Duration>,
     pub expected_failback: Option<Duration>,
     /// Time between two scheduled requests.
     pub period: Duration,
@@ -153,6 +159,14 @@ impl Report {
             .map(|s| s.at - t.healed)
             .min();
         let errors = samples.iter().filter(|s| s.outcome.is_error()).count() + cx.unfinished;
+        let per = |hits: usize, requests: usize| hits as f64 / requests.max(1) as f64;
+        let hits_in = |from: Duration, to: Duration| {
+            cx.upstream_hits
+                .iter()
+                .filter(|&&h| h >= from && h < to)
+                .count()
+        };
+        let break_samples = in_phase(t.broke, t.healed);
         Report {
             target: cx.target,
             scenario: cx.scenario,
@@ -162,13 +176,16 @@ impl Report {
             abandoned_after,
             abandoned,
             primary_hits_in_break: in_break.len(),
+            transition_p50: percentile(&transition, 0.5),
             transition_p99: percentile(&transition, 0.99),
+            upstream_per_request_warmup: per(hits_in(Duration::ZERO, t.broke), warmup.len()),
+            upstream_per_request_break: per(hits_in(t.broke, t.healed), break_samples.len()),
             transition_max: percentile(&transition, 1.0),
             warmup_p99: percentile(&warmup, 0.99),
             failback_after,
             expected_failback: cx.expected_failback,
             warmup: Served3::count(&warmup),
-            during_break: Served3::count(&in_phase(t.broke, t.healed)),
+            during_break: Served3::count(&break_samples),
             after_heal: Served3::count(&in_phase(t.healed, Duration::MAX)),
             timeline: t,
             first_out_after,
@@ -178,8 +195,8 @@ impl Report {
 
     /// The markdown table's header (two lines).
     pub fn markdown_header() -> String {
-        "| target | scenario | requests | client errors | primary abandoned after | p99 during transition | max | warm-up p99 | failback after (expected) | served by primary/secondary/origin during break |\n\
-         |---|---|---|---|---|---|---|---|---|---|"
+        "| target | scenario | requests | client errors | primary abandoned after | p50 / p99 during transition | max | warm-up p99 | upstream requests per request (warm-up / break) | failback after (expected) | served by primary/secondary/origin during break |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|"
             .to_owned()
     }
 
@@ -201,22 +218,26 @@ impl Report {
         };
         let expected = self.expected_failback.map_or("?".to_owned(), secs);
         format!(
-            "| {} | {} | {} | {} | {abandoned} | {} | {} | {} | {failback} ({expected}) | {} |",
+            "| {} | {} | {} | {} | {abandoned} | {} / {} | {} | {} | {:.3} / {:.3} | {failback} ({expected}) | {} |",
             self.target,
             self.scenario,
             self.requests,
             self.errors,
+            ms(self.transition_p50),
             ms(self.transition_p99),
             ms(self.transition_max),
             ms(self.warmup_p99),
+            self.upstream_per_request_warmup,
+            self.upstream_per_request_break,
             self.during_break.slash(),
         )
     }
 
     /// Tab-separated header; times in seconds, "NA" where there is nothing to measure.
     pub fn tsv_header() -> &'static str {
-        "target\tscenario\trequests\terrors\tabandoned\tabandoned_after_s\ttransition_p99_s\t\
-         transition_max_s\twarmup_p99_s\tfailback_after_s\texpected_failback_s\t\
+        "target\tscenario\trequests\terrors\tabandoned\tabandoned_after_s\ttransition_p50_s\t\
+         transition_p99_s\ttransition_max_s\twarmup_p99_s\tupstream_per_request_warmup\t\
+         upstream_per_request_break\tfailback_after_s\texpected_failback_s\t\
          warmup_p/s/o\tbreak_p/s/o\theal_p/s/o\terror_kinds"
     }
 
@@ -224,16 +245,19 @@ impl Report {
         let opt =
             |d: Option<Duration>| d.map_or("NA".to_owned(), |d| format!("{:.3}", d.as_secs_f64()));
         format!(
-            "{}\t{}\t{}\t{}\t{}\t{:.3}\t{:.4}\t{:.4}\t{:.4}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{:.3}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{}\t{}\t{}\t{}\t{}\t{}",
             self.target,
             self.scenario,
             self.requests,
             self.errors,
             self.abandoned,
             self.abandoned_after.as_secs_f64(),
+            self.transition_p50.as_secs_f64(),
             self.transition_p99.as_secs_f64(),
             self.transition_max.as_secs_f64(),
             self.warmup_p99.as_secs_f64(),
+            self.upstream_per_request_warmup,
+            self.upstream_per_request_break,
             opt(self.failback_after),
             opt(self.expected_failback),
             self.warmup.slash(),

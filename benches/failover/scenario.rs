@@ -23,6 +23,15 @@
 //!   the break's requests is the warm standby's;
 //! - `standby-broken`: the *secondary* serves the page, probes included, for the break, while
 //!   the primary is healthy: what readers see of a broken warm standby (nothing, if it works).
+//!
+//! And what hedging and the retry budget must get right (DESIGN §7.4, issue 17):
+//!
+//! - `slow-primary` (DESIGN §7.4): the primary answers everything, probes included, after
+//!   300 ms — slow but healthy: no failover, and few hedges;
+//! - `brownout` (DESIGN §7.4): the origin answers every second request with 503 and every tier
+//!   passes that on (probes alternate too, so the checks stay green): retries are held to the
+//!   retry budget, so upstream requests stay ≤ (1 + budget) × client requests plus
+//!   `budget_min_per_sec` per second.
 
 use std::time::Duration;
 
@@ -44,7 +53,12 @@ pub enum Scenario {
     Relapsing,
     Standby,
     StandbyBroken,
+    SlowPrimary,
+    Brownout,
 }
+
+/// How long the slow-but-healthy primary takes to answer.
+const SLOW: Duration = Duration::from_millis(300);
 
 /// One bad-then-good cycle of `flapping`.
 const FLAP_BAD: Duration = Duration::from_millis(3500);
@@ -55,7 +69,7 @@ const RELAPSE_GOOD: Duration = Duration::from_secs(3);
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Refuse,
         Scenario::Hang,
         Scenario::Status503,
@@ -67,6 +81,8 @@ impl Scenario {
         Scenario::Relapsing,
         Scenario::Standby,
         Scenario::StandbyBroken,
+        Scenario::SlowPrimary,
+        Scenario::Brownout,
     ];
 
     /// Its name on the command line and in the report.
@@ -83,6 +99,8 @@ impl Scenario {
             Scenario::Relapsing => "relapsing",
             Scenario::Standby => "standby",
             Scenario::StandbyBroken => "standby-broken",
+            Scenario::SlowPrimary => "slow-primary",
+            Scenario::Brownout => "brownout",
         }
     }
 
@@ -119,6 +137,12 @@ impl Scenario {
             Scenario::OriginOutage => {
                 for u in [ups.origin, ups.primary, ups.secondary] {
                     u.switch(Mode::Status(503));
+                }
+            }
+            Scenario::SlowPrimary => ups.primary.switch(Mode::Slow(SLOW)),
+            Scenario::Brownout => {
+                for u in [ups.origin, ups.primary, ups.secondary] {
+                    u.switch(Mode::EveryNth(2, Box::new(Mode::Status(503))));
                 }
             }
         }

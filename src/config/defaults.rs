@@ -87,3 +87,12 @@ pub const RETRY_ATTEMPTS: u32 = 3;
 pub const RETRY_ON_STATUS: [(u16, u16); 2] = [(502, 504), (520, 530)];
 /// `[routes.retry] buffer_body`: 64 KiB.
 pub const BUFFER_BODY: u64 = 64 << 10;
+/// `[routes.retry] budget`: retries after sending, and hedges, add at most this share.
+pub const RETRY_BUDGET: f64 = 0.2;
+/// `[routes.retry] budget_min_per_sec`.
+pub const RETRY_BUDGET_MIN_PER_SEC: u32 = 10;
+/// `[routes.retry] hedge_after = "auto"`: the least delay it picks.
+pub const HEDGE_AUTO_MIN: Duration = Duration::from_millis(50);
+/// `[routes.retry] hedge_after = "auto"`: the greatest delay it picks (and the delay while an
+/// upstream has too few recent samples).
+pub const HEDGE_AUTO_MAX: Duration = Duration::from_secs(1);

@@ -276,6 +276,15 @@ pub struct Retry {
     pub on_status: Option<Vec<Spanned<Scalar>>>,
     /// Bodies up to this size are kept for replay. Default: [`BUFFER_BODY`](super::defaults::BUFFER_BODY).
     pub buffer_body: Option<Spanned<Scalar>>,
+    /// "auto", "off" or a duration: when a replay-safe request is also sent to the next
+    /// upstream. Default: "auto".
+    pub hedge_after: Option<Text>,
+    /// Share of the route's requests that retries after sending, and hedges, may add.
+    /// Default: [`RETRY_BUDGET`](super::defaults::RETRY_BUDGET).
+    pub budget: Option<Spanned<f64>>,
+    /// Retries and hedges allowed per second beyond `budget`. Default:
+    /// [`RETRY_BUDGET_MIN_PER_SEC`](super::defaults::RETRY_BUDGET_MIN_PER_SEC).
+    pub budget_min_per_sec: Option<Spanned<i64>>,
 }
 
 /// A value that may be written as an integer or a string (sizes, status codes and ranges).

@@ -323,6 +323,39 @@ pub struct RetrySpec {
     pub on_status: StatusSet,
     /// Request bodies up to this many bytes are buffered for replay.
     pub buffer_body: usize,
+    /// When a replay-safe request is also sent to the next usable upstream (DESIGN §7.4).
+    pub hedge_after: HedgeAfter,
+    /// Retries after sending, and hedges, add at most this share of the route's requests.
+    pub budget: f64,
+    /// ...plus this many per second.
+    pub budget_min_per_sec: u32,
+}
+
+/// `[routes.retry] hedge_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HedgeAfter {
+    /// Never hedge.
+    Off,
+    /// The upstream's recent p95 time to response head, within
+    /// [`HEDGE_AUTO_MIN`](defaults::HEDGE_AUTO_MIN)..=[`HEDGE_AUTO_MAX`](defaults::HEDGE_AUTO_MAX).
+    Auto,
+    /// A fixed delay.
+    After(Duration),
+}
+
+impl HedgeAfter {
+    /// Parses "auto", "off" or a duration greater than zero.
+    pub fn parse(text: &str) -> Result<HedgeAfter, String> {
+        match text.trim() {
+            "auto" => Ok(HedgeAfter::Auto),
+            "off" => Ok(HedgeAfter::Off),
+            other => match units::duration(other) {
+                Ok(d) if d.is_zero() => Err("must be greater than zero (or \"off\")".into()),
+                Ok(d) => Ok(HedgeAfter::After(d)),
+                Err(e) => Err(format!("{e}, \"auto\" or \"off\"")),
+            },
+        }
+    }
 }
 
 /// One route, as configured.

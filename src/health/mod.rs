@@ -6,6 +6,7 @@
 //! healthy. Every state change is sent as an [`Event`].
 
 pub mod counter;
+pub mod head_times;
 pub mod passive;
 pub mod rate;
 mod state;

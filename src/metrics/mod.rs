@@ -58,6 +58,7 @@ pub struct Metrics {
     pub(crate) cache_requests: Family<CacheLabels, Counter>,
     cache_bytes: Gauge,
     queue_depth: Family<UpstreamLabel, Gauge>,
+    pub(crate) budget_exhausted: Family<RouteLabel, Counter>,
     /// Requests answered before a route was found (400, 404).
     unrouted: OnceLock<RouteMetrics>,
     /// Each upstream's attempt latencies, by name: kept across reloads like its counters.
@@ -96,7 +97,7 @@ impl Metrics {
         let attempts = register(
             reg,
             "bascule_upstream_attempts",
-            "Attempts sent to an upstream, by outcome (ok, connect_error, timeout, retry_status, error, client_error, local_error, cdn_error, overloaded)",
+            "Attempts sent to an upstream, by outcome (ok, connect_error, timeout, retry_status, error, client_error, local_error, cdn_error, cancelled, overloaded)",
         );
         let failures = register(
             reg,
@@ -148,6 +149,11 @@ impl Metrics {
             "bascule_upstream_queue_depth",
             "Requests waiting for an admission slot of an upstream with max_in_flight",
         );
+        let budget_exhausted = register(
+            reg,
+            "bascule_retry_budget_exhausted",
+            "Retries and hedges a route's retry budget refused (the failure was answered as if no attempt were left)",
+        );
         for op in ["accept", "connect"] {
             local_errors.get_or_create(&OpLabel { op }).inc_by(0);
         }
@@ -173,6 +179,7 @@ impl Metrics {
             cache_requests,
             cache_bytes,
             queue_depth,
+            budget_exhausted,
             unrouted: OnceLock::new(),
             latencies: Mutex::default(),
             route_slots: Mutex::default(),
@@ -393,7 +400,7 @@ mod tests {
         assert!(!text.contains("# EOF"), "{text}");
         // The crate writes HELP unescaped: no text may need escaping in either format.
         let helps: Vec<&str> = om.lines().filter(|l| l.starts_with("# HELP")).collect();
-        assert_eq!(helps.len(), 12, "{om}");
+        assert_eq!(helps.len(), 13, "{om}");
         assert!(helps.iter().all(|l| !l.contains(['"', '\\'])), "{om}");
     }
 

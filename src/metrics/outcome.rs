@@ -20,13 +20,15 @@ pub enum Outcome {
     LocalError,
     /// A CDN answered with its own error page (DESIGN §7.1).
     CdnError,
+    /// Lost a hedge race: dropped when another attempt answered first (DESIGN §7.4).
+    Cancelled,
     /// No admission slot within `queue_timeout` (DESIGN §7.3): nothing was sent.
     Overloaded,
 }
 
 impl Outcome {
     /// Every outcome, in label-index order.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Ok,
         Outcome::ConnectError,
         Outcome::Timeout,
@@ -35,6 +37,7 @@ impl Outcome {
         Outcome::ClientError,
         Outcome::LocalError,
         Outcome::CdnError,
+        Outcome::Cancelled,
         Outcome::Overloaded,
     ];
 
@@ -49,6 +52,7 @@ impl Outcome {
             Outcome::ClientError => "client_error",
             Outcome::LocalError => "local_error",
             Outcome::CdnError => "cdn_error",
+            Outcome::Cancelled => "cancelled",
             Outcome::Overloaded => "overloaded",
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 
 use super::histogram::AtomicHistogram;
-use super::{CacheLabels, Metrics, RequestLabels};
+use super::{CacheLabels, Metrics, RequestLabels, RouteLabel};
 use crate::cache::CacheResult;
 
 /// The status codes that get a cached counter slot (any other takes the family's lock):
@@ -78,6 +78,8 @@ pub struct RouteMetrics {
     slots: Vec<Slots>,
     /// `bascule_cache_requests_total`, indexed by [`CacheResult`].
     cache: [Counter; CacheResult::ALL.len()],
+    /// `bascule_retry_budget_exhausted_total{route}`.
+    budget_exhausted: Counter,
     metrics: Arc<Metrics>,
 }
 
@@ -106,8 +108,12 @@ impl RouteMetrics {
                 result: result.as_str(),
             })
         });
+        let budget_exhausted = metrics.budget_exhausted.get_or_create_owned(&RouteLabel {
+            route: name.to_owned(),
+        });
         RouteMetrics {
             cache,
+            budget_exhausted,
             name: name.to_owned(),
             upstreams,
             duration,
@@ -149,6 +155,11 @@ impl RouteMetrics {
     /// The cache results counted so far, in [`CacheResult::ALL`] order.
     pub fn cache_totals(&self) -> [u64; CacheResult::ALL.len()] {
         CacheResult::ALL.map(|r| self.cache[r as usize].get())
+    }
+
+    /// Counts a retry or hedge that the route's retry budget refused.
+    pub fn budget_exhausted(&self) {
+        self.budget_exhausted.inc();
     }
 
     /// Counts an attempt that failed on bascule's own resources before reaching the upstream.

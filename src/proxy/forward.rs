@@ -1,28 +1,33 @@
-//! Walks a request's attempt plan: reads (and, when small, buffers) the client's body, builds
-//! each attempt, sends it with the upstream's response deadline, classifies failures, decides
-//! whether the next attempt is allowed (replay safety, [`may_retry`]), and, once the request's
-//! fate is known, charges each failed attempt to whoever caused it
-//! ([`Failure::blames_upstream`]). Once response headers are passed to the client nothing is
-//! retried.
+//! Forwards a request over its attempt plan: reads (and, when small, buffers) the client's
+//! body, builds each attempt (sent by `attempt::send`), judges how each ended and whether the next
+//! attempt is allowed (replay safety, [`may_retry`]; free or paid from the retry budget), lets
+//! `attempts::walk` run them (hedging a replay-safe request, DESIGN §7.4), and, once the
+//! request's fate is known, charges each failed attempt to whoever caused it
+//! ([`Failure::blames_upstream`]) and counts a hedge's loser as `cancelled`. Once response
+//! headers are passed to the client nothing is retried.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 use http::{header, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::debug;
 
 use super::attempt::{send, Sent};
+use super::attempts::{self, Next, Verdict};
 use super::blame;
 use super::body::ProxyBody;
 use super::client_body::{prepare, BodyLimits, ClientBody};
 use super::error::{self, Failure};
-use crate::client::body::{BodyError, Returned, UpstreamBody};
-use crate::config::Role;
+use crate::client::body::{BodyError, Returned, Stream, UpstreamBody};
+use crate::config::{HedgeAfter, Role};
 use crate::metrics::Outcome;
 use crate::routing::{HostName, Route, Upstream};
-use crate::select::{self, Pick};
+use crate::select::{self, Pick, Plan};
 
 /// What the forwarder did, for the access log and debug headers.
 #[derive(Debug, Default)]
@@ -108,18 +113,105 @@ impl Target {
     }
 }
 
+/// The forwarder's side of the walk (`attempts::walk`): what each attempt is built from, and
+/// what the finished ones left behind.
+struct Walk<'r> {
+    route: &'r Route,
+    plan: Plan,
+    target: Target,
+    /// Rewritten request headers; the last planned attempt takes them, the others a copy.
+    headers: http::HeaderMap,
+    body: ClientBody,
+    /// A streamed body's way back from the attempt in flight (never hedged: one at a time).
+    back: Option<oneshot::Receiver<Stream>>,
+    replayable_method: bool,
+    /// Whether attempts may be hedged: `hedge_after` is on and the request is replay-safe.
+    hedging: bool,
+    now: Instant,
+    /// Failed attempts, charged once the request's fate is known (allocated only on failure).
+    failed: Vec<(Pick, Failure, String)>,
+    /// The last failed attempt's response (an `on_status` code, a CDN's page), and its pick.
+    held: Option<(Response<ProxyBody>, Pick)>,
+    /// The winning answer.
+    answer: Option<Response<ProxyBody>>,
+}
+
+impl Walk<'_> {
+    /// The hedge delay for an attempt at `upstream`, if it may be hedged.
+    fn hedge_delay(&self, upstream: &Upstream) -> Option<Duration> {
+        if !self.hedging {
+            return None;
+        }
+        match self.route.spec.retry.hedge_after {
+            HedgeAfter::Off => None,
+            HedgeAfter::After(d) => Some(d),
+            HedgeAfter::Auto => Some(upstream.live.head_times.hedge_delay(self.now)),
+        }
+    }
+
+    /// Judges a finished attempt `i`: counts it, keeps a failure's response, and says whether
+    /// the next planned attempt may follow (replay safety, the origin rule, the budget).
+    fn judge(&mut self, i: usize, sent: Sent) -> Verdict {
+        let pick = self.plan.picks()[i];
+        let upstream = self.route.upstream(pick);
+        let (failure, response, what) = match sent {
+            Sent::Answer(resp) => {
+                upstream.live.health.attempt_succeeded();
+                upstream.live.metrics.attempt(Outcome::Ok);
+                self.answer = Some(resp);
+                return Verdict::Answer;
+            }
+            Sent::Failed(f, resp, what) => (f, resp, what),
+        };
+        upstream.live.metrics.attempt(failure.outcome());
+        if failure == Failure::Local {
+            self.route.metrics.local_error();
+        }
+        self.failed.push((pick, failure, what));
+        // Passed through if it stays the last word (every attempt ended with on_status).
+        if let Some(resp) = response {
+            self.held = Some((resp, pick));
+        }
+        // The route's origins are failing: every tier reaches the same failing origin, so an
+        // answer is passed on from the first tier that gave it (no amplification).
+        if failure.answered() && self.route.state.origin_failing() {
+            return Verdict::Failed(Next::Stop);
+        }
+        // Get an unread streamed body back for the next attempt.
+        let state = match (&mut self.body, self.back.take()) {
+            (ClientBody::Stream(slot), Some(mut back)) => {
+                *slot = back.try_recv().ok();
+                if slot.is_some() {
+                    BodyState::Unread
+                } else {
+                    BodyState::Consumed
+                }
+            }
+            _ => BodyState::Replayable,
+        };
+        Verdict::Failed(if !may_retry(failure, state, self.replayable_method) {
+            Next::Stop
+        } else if failure.nothing_sent() {
+            Next::Free
+        } else {
+            Next::Paid
+        })
+    }
+}
+
 /// Forwards one request over `route`'s plan. `parts.headers` are already rewritten except Host;
-/// `received_host` is the client's Host as received.
+/// `received_host` is the client's Host as received; `arrived`, when the request did.
 pub async fn forward(
     route: &Route,
     mut parts: Parts,
     body: Incoming,
     received_host: Option<HeaderValue>,
     limits: &BodyLimits<'_>,
+    arrived: std::time::Instant,
 ) -> (Response<ProxyBody>, Report) {
     let retry = &route.spec.retry;
     let mut report = Report::default();
-    let (mut body, _reserved) = match prepare(body, retry.buffer_body, limits).await {
+    let (body, _reserved) = match prepare(body, retry.buffer_body, limits).await {
         Ok(b) => b,
         Err(e) => {
             debug!(error = %e, "client body could not be read");
@@ -127,6 +219,8 @@ pub async fn forward(
             return (client_body_answer(&e), report);
         }
     };
+    let now = Instant::from_std(arrived);
+    route.state.budget.deposit(arrived, retry.budget);
     let target = Target {
         path: parts
             .uri
@@ -151,84 +245,93 @@ pub async fn forward(
         standby,
         |u: &Arc<Upstream>| u.live.health.is_available(),
     );
-    let picks = plan.picks();
-    // Failed attempts, charged once the request's fate is known (allocated only on failure).
-    let mut failed: Vec<(Pick, Failure, String)> = Vec::new();
-    let mut held: Option<Response<ProxyBody>> = None;
-
-    for (i, pick) in picks.iter().enumerate() {
-        let upstream = route.upstream(*pick);
-        let last_try = i + 1 == picks.len();
-        let Some((attempt_body, returned)) = body.for_attempt() else {
-            break;
-        };
-        // The last planned attempt takes the headers; earlier ones need a copy for retries.
-        let headers = if last_try {
-            std::mem::take(&mut parts.headers)
-        } else {
-            parts.headers.clone()
-        };
-        let req = target.request(upstream, headers, attempt_body);
-        report.attempts += 1;
-        let (back, body_sent) = returned.map(|r: Returned| (r.back, r.done)).unzip();
-        let (failure, response, what) = match send(upstream, req, body_sent, &retry.on_status).await
-        {
-            Sent::Answer(resp) => {
-                upstream.live.health.attempt_succeeded();
-                upstream.live.metrics.attempt(Outcome::Ok);
-                charge(route, &failed, true);
-                report.upstream = Some(Arc::clone(upstream));
-                report.pick = Some(*pick);
-                return (resp, report);
-            }
-            Sent::Failed(f, resp, what) => (f, resp, what),
-        };
-        upstream.live.metrics.attempt(failure.outcome());
-        if failure == Failure::Local {
-            route.metrics.local_error();
-        }
-        failed.push((*pick, failure, what));
-        // Passed through if it stays the last word (every attempt ended with on_status).
-        if let Some(resp) = response {
-            report.upstream = Some(Arc::clone(upstream));
-            report.pick = Some(*pick);
-            held = Some(resp);
-        }
-        if last_try {
-            break;
-        }
-        // The route's origins are failing: every tier reaches the same failing origin, so an
-        // answer is passed on from the first tier that gave it (no amplification).
-        if failure.answered() && route.state.origin_failing() {
-            break;
-        }
-        // Get an unread streamed body back for the next attempt.
-        let state = match (&mut body, back) {
-            (ClientBody::Stream(slot), Some(mut back)) => {
-                *slot = back.try_recv().ok();
-                if slot.is_some() {
-                    BodyState::Unread
-                } else {
-                    BodyState::Consumed
-                }
-            }
-            _ => BodyState::Replayable,
-        };
-        if !may_retry(failure, state, replayable_method) {
-            break;
+    let hedging = retry.hedge_after != HedgeAfter::Off
+        && replayable_method
+        && !matches!(body, ClientBody::Stream(_))
+        && !route.state.origin_failing();
+    let mut w = Walk {
+        route,
+        plan,
+        target,
+        headers: std::mem::take(&mut parts.headers),
+        body,
+        back: None,
+        replayable_method,
+        hedging,
+        now,
+        failed: Vec::new(),
+        held: None,
+        answer: None,
+    };
+    let planned = plan.picks().len();
+    let walked = attempts::walk(
+        &mut w,
+        planned,
+        |w, i, mut slot| {
+            let route: &Route = w.route;
+            let upstream = route.upstream(w.plan.picks()[i]);
+            let (attempt_body, returned) = w.body.for_attempt()?;
+            let last = i + 1 == planned;
+            let headers = if last {
+                std::mem::take(&mut w.headers)
+            } else {
+                w.headers.clone()
+            };
+            let req = w.target.request(upstream, headers, attempt_body);
+            let (back, body_sent) = returned.map(|r: Returned| (r.back, r.done)).unzip();
+            w.back = back;
+            let on_status = &route.spec.retry.on_status;
+            slot.set(Some(send(upstream, req, body_sent, on_status)));
+            // The last planned attempt has nothing to hedge with.
+            Some(if last { None } else { w.hedge_delay(upstream) })
+        },
+        Walk::judge,
+        || {
+            let now = std::time::Instant::now();
+            route.state.budget.try_spend(now, retry.budget_min_per_sec)
+        },
+    )
+    .await;
+    report.attempts = walked.started;
+    if let Some((i, ran)) = walked.cancelled {
+        // A loser: neither a success nor a failure, but it says the upstream took this long.
+        let loser = route.upstream(plan.picks()[i]);
+        loser.live.metrics.attempt(Outcome::Cancelled);
+        loser.live.head_times.record(Instant::now(), ran);
+        // A hedge beat it: its checker probes now rather than at its next interval, so that a
+        // blackhole is found in about `fall` probe timeouts (a passing probe changes nothing).
+        if walked.answered.is_some_and(|winner| winner > i) {
+            loser.live.probe_now.notify_one();
         }
     }
-    charge(route, &failed, false);
-    let last = failed.last().map(|(_, f, _)| *f);
+    for _ in 0..walked.refused {
+        route.metrics.budget_exhausted();
+    }
+    if walked.hedges > 0 {
+        debug!(
+            route = route.spec.name.as_str(),
+            hedges = walked.hedges,
+            "hedged"
+        );
+    }
+    if let (Some(i), Some(resp)) = (walked.answered, w.answer.take()) {
+        charge(route, &w.failed, true);
+        let pick = plan.picks()[i];
+        report.upstream = Some(Arc::clone(route.upstream(pick)));
+        report.pick = Some(pick);
+        return (resp, report);
+    }
+    charge(route, &w.failed, false);
+    let last = w.failed.last().map(|(_, f, _)| *f);
     report.failure = last;
-    match (held, last) {
-        (Some(r), Some(f)) if f.answered() => (r, report),
-        (_, Some(Failure::ClientBody)) => (error::body_timeout(), report),
-        _ => {
-            report.upstream = None;
-            report.pick = None;
-            (error::exhausted(last), report)
+    match (w.held, last) {
+        (Some((r, pick)), Some(f)) if f.answered() => {
+            report.upstream = Some(Arc::clone(route.upstream(pick)));
+            report.pick = Some(pick);
+            (r, report)
         }
+        (_, Some(Failure::ClientBody)) => (error::body_timeout(), report),
+        _ => (error::exhausted(last), report),
     }
 }
 
@@ -264,74 +367,5 @@ fn client_body_answer(e: &BodyError) -> Response<ProxyBody> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_replay_safety_table_of_design_section_4() {
-        use BodyState::{Consumed, Replayable, Unread};
-        use Failure::*;
-        // (failure, body, idempotent method) -> may retry
-        let table = [
-            (Connect, Replayable, false, true),
-            (ConnectTimeout, Unread, false, true),
-            (Local, Replayable, true, true),
-            (Connect, Consumed, true, false),
-            (ResponseTimeout, Replayable, true, true),
-            (ResponseTimeout, Replayable, false, false),
-            (Status, Replayable, true, true),
-            (Status, Unread, true, false),
-            (Status, Consumed, true, false),
-            (Other, Replayable, false, false),
-            (ClientBody, Replayable, true, false),
-            (ClientBody, Unread, true, false),
-        ];
-        for (failure, body, idem, want) in table {
-            assert_eq!(
-                may_retry(failure, body, idem),
-                want,
-                "{failure:?} {body:?} idempotent={idem}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_request_dependent_failure_is_the_upstreams_only_when_another_answered() {
-        use Failure::*;
-        let table = [
-            (Connect, false, true),
-            (ConnectTimeout, false, true),
-            (Status, false, false),
-            (Status, true, true),
-            (ResponseTimeout, false, false),
-            (ResponseTimeout, true, true),
-            (Other, true, true),
-            (ClientBody, true, false),
-            (Local, true, false),
-            (Local, false, false),
-        ];
-        for (failure, answered, want) in table {
-            assert_eq!(
-                failure.blames_upstream(answered),
-                want,
-                "{failure:?} answered elsewhere={answered}"
-            );
-        }
-    }
-
-    #[test]
-    fn only_post_patch_and_connect_are_not_idempotent() {
-        for m in [
-            Method::GET,
-            Method::HEAD,
-            Method::PUT,
-            Method::DELETE,
-            Method::OPTIONS,
-        ] {
-            assert!(idempotent(&m), "{m}");
-        }
-        for m in [Method::POST, Method::PATCH, Method::CONNECT] {
-            assert!(!idempotent(&m), "{m}");
-        }
-    }
-}
+#[path = "forward_tests.rs"]
+mod tests;

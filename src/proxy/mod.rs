@@ -4,6 +4,7 @@
 //! (and, on a miss of a cacheable request, the map of requests in flight).
 
 mod attempt;
+mod attempts;
 pub mod blame;
 pub mod body;
 mod client_body;
@@ -183,6 +184,7 @@ impl Proxy {
             table.cache.as_ref(),
             &table.config.cache,
             host,
+            start,
         )
         .await;
         if let Some(result) = cached {

@@ -23,7 +23,8 @@ use crate::config::{CacheMode, CacheSpec, Role};
 use crate::routing::Route;
 
 /// Forwards one request over `route` through the shield; `store` is None when the cache is
-/// off (then this is [`forward`] and the result is None). `host` is the request's host.
+/// off (then this is [`forward`] and the result is None). `host` is the request's host,
+/// `arrived` when it arrived.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     route: &Route,
@@ -34,15 +35,16 @@ pub async fn serve(
     store: Option<&Arc<Store>>,
     spec: &CacheSpec,
     host: &str,
+    arrived: Instant,
 ) -> (Response<ProxyBody>, Report, Option<CacheResult>) {
     let Some(store) = store else {
-        let (resp, report) = forward(route, parts, body, received_host, limits).await;
+        let (resp, report) = forward(route, parts, body, received_host, limits, arrived).await;
         return (resp, report, None);
     };
     let authorized = match rules::lookup(&parts.method, &parts.headers) {
         Lookup::Use { authorized } => authorized,
         Lookup::Bypass => {
-            let (resp, report) = forward(route, parts, body, received_host, limits).await;
+            let (resp, report) = forward(route, parts, body, received_host, limits, arrived).await;
             return (resp, report, Some(CacheResult::Bypass));
         }
     };
@@ -66,7 +68,7 @@ pub async fn serve(
     }
     // A key whose last answer could not be stored goes straight upstream for a while.
     if found.is_none() && store.passing(&key, Instant::now()) {
-        let (resp, report) = forward(route, parts, body, received_host, limits).await;
+        let (resp, report) = forward(route, parts, body, received_host, limits, arrived).await;
         let resp = passed(store, key, resp, &report);
         return (resp, report, Some(CacheResult::Bypass));
     }
@@ -104,7 +106,7 @@ pub async fn serve(
             .is_some_and(|e| e.fresh_for_a_while(Instant::now()));
     // The request's headers, for the values its answer's Vary names.
     let request_headers = refresh.then(|| parts.headers.clone());
-    let (mut resp, mut report) = forward(route, parts, body, received_host, limits).await;
+    let (mut resp, mut report) = forward(route, parts, body, received_host, limits, arrived).await;
     if let Some(failure) = report.failure {
         if failure != Failure::ClientBody {
             // Every attempt failed: a stored copy within its stale limit answers instead.

@@ -5,6 +5,7 @@
 //! unchanged keeps its health and connections across reloads (DESIGN §7.5).
 
 pub mod admission;
+pub mod budget;
 pub mod matcher;
 pub mod registry;
 pub mod upstream;

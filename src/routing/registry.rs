@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::budget::RetryBudget;
 use super::{LiveUpstream, Upstream, UpstreamError};
 use crate::cache::Store;
 use crate::client::Dns;
@@ -45,6 +46,8 @@ pub struct RouteState {
     failback_delay_ms: AtomicU64,
     pin: Mutex<Option<Pin>>,
     signals: Signals,
+    /// The route's retry budget (DESIGN §7.4), kept with the rest of its live state.
+    pub budget: RetryBudget,
 }
 
 impl RouteState {
@@ -56,6 +59,7 @@ impl RouteState {
             failback_delay_ms: AtomicU64::new(0),
             pin: Mutex::new(None),
             signals,
+            budget: RetryBudget::default(),
         }
     }
 

@@ -105,6 +105,23 @@ async fn a_route_with_the_same_tiers_keeps_its_state() {
 }
 
 #[tokio::test]
+async fn a_reload_retuning_hedging_and_the_budget_keeps_the_budgets_balance() {
+    let r = registry();
+    let (_, before, _) = load(&r, &config(&two(""), ROUTE));
+    let now = std::time::Instant::now();
+    assert!(before[0].budget.try_spend(now, 10));
+    let retuned = format!("{ROUTE}[routes.retry]\nhedge_after = \"off\"\nbudget = 0.5\n");
+    let (_, after, changes) = load(&r, &config(&two(""), &retuned));
+    assert!(Arc::ptr_eq(&before[0], &after[0]), "the same live state");
+    assert_eq!(
+        after[0].budget.tokens(now, 10),
+        99,
+        "the spent token stays spent"
+    );
+    assert_eq!(changes.routes_changed, vec!["www".to_owned()]);
+}
+
+#[tokio::test]
 async fn a_pin_survives_a_change_of_tiers_while_its_tier_exists() {
     let r = registry();
     let three = format!(

@@ -15,6 +15,7 @@ use http::HeaderValue;
 use crate::client::{self, Connector, Dns, UpstreamClient};
 use crate::config::{HealthSpec, Identity, Scheme, UpstreamSpec};
 use crate::events::Signals;
+use crate::health::head_times::HeadTimes;
 use crate::health::Health;
 use crate::metrics::UpstreamMetrics;
 
@@ -100,6 +101,8 @@ pub struct LiveUpstream {
     pub metrics: UpstreamMetrics,
     /// The admission gate of the last table built over it (reused while its limit holds).
     gate: Mutex<Option<Arc<Gate>>>,
+    /// Recent times to response head, for `hedge_after = "auto"`.
+    pub head_times: HeadTimes,
 }
 
 impl std::fmt::Debug for LiveUpstream {
@@ -173,6 +176,7 @@ impl LiveUpstream {
             name_header,
             metrics,
             gate: Mutex::new(None),
+            head_times: HeadTimes::default(),
         })
     }
 

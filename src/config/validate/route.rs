@@ -191,10 +191,37 @@ impl Checker<'_> {
             &format!("{ctx}: retry.buffer_body"),
             defaults::BUFFER_BODY,
         );
+        let hedge_after = r
+            .hedge_after
+            .as_ref()
+            .and_then(|t| self.value(t, &format!("{ctx}: retry.hedge_after"), HedgeAfter::parse))
+            .unwrap_or(HedgeAfter::Auto);
+        let budget = match &r.budget {
+            None => defaults::RETRY_BUDGET,
+            Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                let msg = format!(
+                    "{ctx}: retry.budget: must be a share between 0 and 1, got {}",
+                    v.get_ref()
+                );
+                self.error(v.span(), msg);
+                defaults::RETRY_BUDGET
+            }
+        };
+        let budget_min_per_sec = self.count(
+            r.budget_min_per_sec.as_ref(),
+            &format!("{ctx}: retry.budget_min_per_sec"),
+            0,
+            100_000,
+            defaults::RETRY_BUDGET_MIN_PER_SEC,
+        );
         RetrySpec {
             attempts,
             on_status,
             buffer_body: usize::try_from(buffer_body).unwrap_or(usize::MAX),
+            hedge_after,
+            budget,
+            budget_min_per_sec,
         }
     }
 }

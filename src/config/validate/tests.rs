@@ -68,6 +68,8 @@ fn a_minimal_file_gets_every_default() {
     assert!(r.retry.on_status.contains(503) && r.retry.on_status.contains(525));
     assert!(!r.retry.on_status.contains(500));
     assert_eq!(r.retry.buffer_body, 65536);
+    assert_eq!(r.retry.hedge_after, HedgeAfter::Auto);
+    assert_eq!((r.retry.budget, r.retry.budget_min_per_sec), (0.2, 10));
     assert_eq!(r.failback_delay, Duration::from_secs(10));
     assert_eq!(r.standby_share, 0.0);
     assert_eq!(
@@ -331,6 +333,52 @@ fn bad_shield_keys_are_reported_at_their_value() {
         ),
         "{errs:#?}"
     );
+}
+
+#[test]
+fn hedging_and_budget_keys_are_parsed_and_their_errors_placed() {
+    let with = |retry: &str| load(&format!("{MINIMAL}[routes.retry]\n{retry}\n"));
+    let r = |c: Config| c.routes[0].retry.clone();
+    let fixed = r(with("hedge_after = \"250ms\"\nbudget = 0\nbudget_min_per_sec = 0").unwrap());
+    assert_eq!(
+        fixed.hedge_after,
+        HedgeAfter::After(Duration::from_millis(250))
+    );
+    assert_eq!((fixed.budget, fixed.budget_min_per_sec), (0.0, 0));
+    assert_eq!(
+        r(with("hedge_after = \"off\"").unwrap()).hedge_after,
+        HedgeAfter::Off
+    );
+    let line = MINIMAL.lines().count() + 2;
+    for (retry, col, message) in [
+        (
+            "hedge_after = \"soon\"",
+            15,
+            "retry.hedge_after: invalid duration \"soon\"",
+        ),
+        (
+            "hedge_after = \"0s\"",
+            15,
+            "retry.hedge_after: must be greater than zero",
+        ),
+        (
+            "budget = 1.5",
+            10,
+            "retry.budget: must be a share between 0 and 1, got 1.5",
+        ),
+        (
+            "budget_min_per_sec = -1",
+            22,
+            "retry.budget_min_per_sec: must be between 0",
+        ),
+    ] {
+        let errs = with(retry).unwrap_err();
+        let want = format!("conf/b.toml:{line}:{col}: route \"www\": {message}");
+        assert!(
+            errs.len() == 1 && errs[0].starts_with(&want),
+            "{retry}: {errs:#?}"
+        );
+    }
 }
 
 #[test]
