@@ -6,6 +6,8 @@
 //! requests get the grace period, and the admin API answers until the end. SIGHUP reloads the
 //! config file.
 
+mod error;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,8 +24,7 @@ use crate::admin::ready::Readiness;
 use crate::admin::{AdminApi, Scope};
 use crate::checker::Checkers;
 use crate::client::Dns;
-use crate::config::Limits;
-use crate::config::{self, Config};
+use crate::config::{Config, Limits};
 use crate::demo::DemoControl;
 use crate::events::{EventLog, Signal, Signals};
 use crate::memory;
@@ -36,74 +37,7 @@ use crate::server::{self, Server, TableCerts};
 use crate::steering::Steering;
 use crate::tls;
 
-/// Why the process could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The config file is invalid or unreadable.
-    #[error("{0}")]
-    Config(#[from] config::ConfigError),
-    /// The first table could not be built.
-    #[error("{0}")]
-    Compile(#[from] crate::routing::CompileError),
-    /// A listening socket could not be opened.
-    #[error("cannot listen on {addr}{}: {}", role.label(), bind_reason(source))]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// Which of the config's listeners it is.
-        role: Role,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Something else needed to start failed.
-    #[error("{0}")]
-    Startup(String),
-}
-
-/// Which listener of the config a socket is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// `[listen] http`.
-    Http,
-    /// `[listen] https`.
-    Https,
-    /// `[admin] listen`.
-    Admin,
-    /// `[admin] metrics_listen`.
-    Metrics,
-}
-
-impl Role {
-    /// The config key that sets it.
-    pub fn key(self) -> &'static str {
-        match self {
-            Role::Http => "[listen] http",
-            Role::Https => "[listen] https",
-            Role::Admin => "[admin] listen",
-            Role::Metrics => "[admin] metrics_listen",
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Role::Http | Role::Https => "",
-            Role::Admin => " (admin API)",
-            Role::Metrics => " (metrics)",
-        }
-    }
-}
-
-/// A bind error in a few words ("address in use" rather than the OS's sentence).
-fn bind_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::AddrInUse => "address in use".to_owned(),
-        std::io::ErrorKind::AddrNotAvailable => "no such address on this host".to_owned(),
-        std::io::ErrorKind::PermissionDenied => {
-            "permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)".to_owned()
-        }
-        _ => e.to_string(),
-    }
-}
+pub use error::{Role, RunError};
 
 /// Every socket of a process, bound, and the signal handlers installed: what `serve` runs
 /// on. Binding first lets a busy port fail before anything is announced.

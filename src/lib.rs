@@ -21,8 +21,8 @@
 //! demo (simulated upstreams: a leaf) ◄── admin, app, main, and the tests and benches
 //! ```
 //!
-//! - [`config`]: the file format, value parsers and validation into a typed `Config`, with
-//!   `FILE:LINE:COL` errors.
+//! - [`config`]: the file format, value parsers, upstreams as configured (`config::upstream`,
+//!   re-exported) and validation into a typed `Config`, with `FILE:LINE:COL` errors.
 //! - [`routing`]: the immutable `RoutingTable` snapshot (held in an `ArcSwap`, loaded once per
 //!   request), the host/path matcher, and the `Registry` of live objects (upstreams with their
 //!   pools and health, route states with their active tier and pin) that outlive reloads.
@@ -62,7 +62,11 @@
 //!   upstream (`demo::SimUpstream`, a plain `demo::Mode`) that the integration tests and the
 //!   benches use as their fake upstream too; the admin API's `/demo` switches it by `Mode`.
 //! - [`app`]: wiring and process lifecycle: bind everything first, then serve; at shutdown,
-//!   readiness fails and the listeners close while the admin API answers to the end.
+//!   readiness fails and the listeners close while the admin API answers to the end. Why a
+//!   start failed (`app::RunError`, each listener named by its `app::Role`) is its own file.
+//!
+//! The binary (`main.rs`, its argument shapes in `cli.rs`) is a thin layer over [`app`],
+//! [`admin`]'s operator commands and [`demo`].
 
 pub mod admin;
 pub mod app;

@@ -1,5 +1,6 @@
 //! `bascule status`'s terminal view of `/status`: the config line, a routes table (tiers,
-//! active tier, pin and its reason, whether its origin is failing) and an upstreams table
+//! active tier, pin and its reason, whether its origin is failing, the next failback's delay,
+//! the warm standby's share) and an upstreams table
 //! (role, state — with the operator's reason while drained —, in-flight count, last probe
 //! and whose fault a failed one was, address).
 
@@ -24,7 +25,7 @@ pub fn render(status: &Value, now: SystemTime) -> String {
     }
     out.push('\n');
     let mut routes = vec![row(&[
-        "ROUTE", "HOSTS", "PREFIX", "TIERS", "ACTIVE", "PINNED", "ORIGIN",
+        "ROUTE", "HOSTS", "PREFIX", "TIERS", "ACTIVE", "PINNED", "ORIGIN", "FAILBACK", "STANDBY",
     ])];
     for r in array(&status["routes"]) {
         let tiers: Vec<Vec<String>> = array(&r["tiers"])
@@ -65,6 +66,8 @@ pub fn render(status: &Value, now: SystemTime) -> String {
             } else {
                 "ok"
             },
+            &duration_ms(&r["failback_delay_ms"]),
+            &percent(&r["standby_share"]),
         ]));
     }
     out.push_str(&table(&routes));
@@ -143,6 +146,34 @@ fn last_probe(check: &Value, now: SystemTime) -> String {
     }
 }
 
+/// A delay in ms as `250ms`, `10s`, `2.5s` (one decimal at most); `-` when absent.
+fn duration_ms(ms: &Value) -> String {
+    match ms.as_f64() {
+        None => "-".to_owned(),
+        Some(ms) if ms < 1000.0 => format!("{ms:.0}ms"),
+        Some(ms) => format!("{}s", trimmed(ms / 1000.0, 1)),
+    }
+}
+
+/// A share in [0, 1) as a percentage (`2%`, `0.5%`, two decimals at most); `-` when 0 or
+/// absent.
+fn percent(share: &Value) -> String {
+    match share.as_f64() {
+        Some(s) if s > 0.0 => format!("{}%", trimmed(s * 100.0, 2)),
+        _ => "-".to_owned(),
+    }
+}
+
+/// `x` with at most `decimals` decimals and no trailing zeros: `2.50` → `2.5`, `10.0` → `10`.
+fn trimmed(x: f64, decimals: usize) -> String {
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -203,7 +234,8 @@ mod tests {
                  "state": "healthy", "in_flight": 2, "last_check": null}],
             "routes": [{"name": "www", "hosts": ["www.example.com"], "path_prefix": "/",
                         "tiers": [["cdn"], ["origin", "origin-b"]], "active_tier": 1,
-                        "pinned": null, "origin_failing": false}],
+                        "pinned": null, "origin_failing": false,
+                        "failback_delay_ms": 10000, "standby_share": 0.0}],
             "events": []
         });
         let now = humantime::parse_rfc3339("2026-11-27T10:00:10Z").expect("time");
@@ -214,7 +246,7 @@ mod tests {
         );
         assert!(
             out.contains(
-                "www    www.example.com  /       cdn > [origin, origin-b]  1 (origin, origin-b)  -       ok"
+                "www    www.example.com  /       cdn > [origin, origin-b]  1 (origin, origin-b)  -       ok      10s       -"
             ),
             "{out}"
         );
@@ -261,17 +293,45 @@ mod tests {
                                           "fault": "origin"}}],
             "routes": [{"name": "www", "hosts": ["*"], "path_prefix": "/",
                         "tiers": [["cdn"], ["origin"]], "active_tier": 0,
-                        "pinned": null, "origin_failing": true}],
+                        "pinned": null, "origin_failing": true,
+                        "failback_delay_ms": 40000, "standby_share": 0.02}],
             "events": []
         });
         let out = render(&status, SystemTime::UNIX_EPOCH);
-        assert!(out.contains("0 (cdn)  -       FAILING"), "{out}");
+        assert!(
+            out.contains("0 (cdn)  -       FAILING  40s       2%"),
+            "{out}"
+        );
         assert!(
             out.contains(
                 "cdn       cdn   healthy  0          FAILED: status 503 (the origin's fault)"
             ),
             "{out}"
         );
+    }
+
+    #[test]
+    fn failback_delays_and_standby_shares_read_as_people_write_them() {
+        use serde_json::json;
+        for (ms, want) in [
+            (json!(250), "250ms"),
+            (json!(10000), "10s"),
+            (json!(2500), "2.5s"),
+            (json!(40000), "40s"),
+            (json!(160000), "160s"),
+            (Value::Null, "-"),
+        ] {
+            assert_eq!(duration_ms(&ms), want, "{ms}");
+        }
+        for (share, want) in [
+            (json!(0.0), "-"),
+            (json!(0.02), "2%"),
+            (json!(0.005), "0.5%"),
+            (json!(0.125), "12.5%"),
+            (Value::Null, "-"),
+        ] {
+            assert_eq!(percent(&share), want, "{share}");
+        }
     }
 
     #[test]

@@ -186,3 +186,6 @@ fn next_wake(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod damping_tests;

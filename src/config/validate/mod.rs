@@ -270,3 +270,6 @@ impl<'a> Checker<'a> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod section7_tests;
