@@ -6,12 +6,14 @@
 //! 503 for 5 s in the middle (`fail`), errors split into paths seen before and paths not.
 //!
 //!   flock /tmp/bench.lock cargo bench --bench shield -- [--rate N] [--secs S] [--max-age S]
-//!       [--nginx] [--bin PATH]
+//!       [--nginx] [--varnish] [--bin PATH]
 //!
 //! Targets: bascule (the release binary; `max_in_flight = 32` on the origin), and with
 //! `--nginx` nginx 1 worker with `proxy_cache` + `proxy_cache_use_stale error timeout updating
 //! http_500 http_502 http_503 http_504` + `proxy_cache_lock on`, the CDNs as primary servers
-//! and the origin as `backup`. Only 127.0.0.1; only the processes started here are stopped.
+//! and the origin as `backup` (`nginx.rs`), and with `--varnish` Varnish 7 with a `fallback`
+//! director over the three, probed, default grace, `-s malloc,256m` (`varnish.rs`), one after
+//! the other in the same run. Only 127.0.0.1; only the processes started here are stopped.
 
 #[allow(dead_code)]
 #[path = "../common/child.rs"]
@@ -19,6 +21,9 @@ mod child;
 #[allow(dead_code)]
 #[path = "../common/cli.rs"]
 mod cli;
+mod nginx;
+mod running;
+mod varnish;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,7 +31,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
@@ -45,6 +50,7 @@ struct Options {
     max_age: u64,
     work: Duration,
     nginx: bool,
+    varnish: bool,
     bin: PathBuf,
 }
 
@@ -255,29 +261,6 @@ fn bascule_config(
     }
 }
 
-fn nginx_config(
-    dir: &std::path::Path,
-    port: u16,
-    cdn1: SocketAddr,
-    cdn2: SocketAddr,
-    origin: SocketAddr,
-) -> String {
-    let d = dir.display();
-    format!(
-        "worker_processes 1; daemon off; master_process off; pid {d}/nginx.pid;\n\
-         error_log {d}/nginx-error.log crit;\nevents {{ worker_connections 8192; }}\n\
-         http {{ access_log off; keepalive_timeout 75s; keepalive_requests 10000000;\n\
-         client_body_temp_path {d}/t1; proxy_temp_path {d}/t2; fastcgi_temp_path {d}/t3; uwsgi_temp_path {d}/t4; scgi_temp_path {d}/t5;\n\
-         proxy_cache_path {d}/cache levels=1:2 keys_zone=shield:10m max_size=256m;\n\
-         upstream tiers {{ server {cdn1} max_fails=1 fail_timeout=30s; server {cdn2} max_fails=1 fail_timeout=30s; server {origin} backup; keepalive 64; }}\n\
-         server {{ listen 127.0.0.1:{port} backlog=4096;\n\
-         location / {{ proxy_pass http://tiers; proxy_http_version 1.1; proxy_set_header Connection \"\";\n\
-         proxy_next_upstream error timeout http_502 http_503 http_504;\n\
-         proxy_cache shield; proxy_cache_lock on;\n\
-         proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504; }} }} }}\n"
-    )
-}
-
 async fn run(opts: &Options) -> Result<(), String> {
     let cdn1 = refusing().await;
     let cdn2 = refusing().await;
@@ -317,52 +300,37 @@ async fn run(opts: &Options) -> Result<(), String> {
         b.stop().await;
         server.abort();
     }
-    if !opts.nginx {
-        return Ok(());
-    }
-    for scenario in ["surge", "fail"] {
-        let l = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
-        let origin_addr = l.local_addr().map_err(|e| e.to_string())?;
-        let origin = Arc::new(Origin::default());
-        let server = tokio::spawn(serve_origin(
-            l,
-            Arc::clone(&origin),
-            opts.max_age,
-            opts.work,
-        ));
-        let dir = child::work_dir("shield-nginx");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("cache")).map_err(|e| e.to_string())?;
-        let port = refusing().await.port();
-        std::fs::write(
-            dir.join("nginx.conf"),
-            nginx_config(&dir, port, cdn1, cdn2, origin_addr),
-        )
-        .map_err(|e| e.to_string())?;
-        let mut nginx = std::process::Command::new("nginx")
-            .arg("-e")
-            .arg(dir.join("nginx-error.log"))
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .spawn()
-            .map_err(|e| format!("nginx: {e}"))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let ready = Instant::now();
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            if ready.elapsed() > Duration::from_secs(10) {
-                let _ = nginx.kill();
-                return Err("nginx did not start".into());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    let others = [("nginx", opts.nginx), ("varnish", opts.varnish)];
+    for (target, _) in others.iter().filter(|t| t.1) {
+        for scenario in ["surge", "fail"] {
+            let l = TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| e.to_string())?;
+            let origin_addr = l.local_addr().map_err(|e| e.to_string())?;
+            let origin = Arc::new(Origin::default());
+            let server = tokio::spawn(serve_origin(
+                l,
+                Arc::clone(&origin),
+                opts.max_age,
+                opts.work,
+            ));
+            let dir = child::work_dir(&format!("shield-{target}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let port = refusing().await.port();
+            let p = if *target == "nginx" {
+                nginx::start(&dir, port, cdn1, cdn2, origin_addr).await?
+            } else {
+                varnish::start(&dir, port, cdn1, cdn2, origin_addr).await?
+            };
+            // As for bascule: the probes have marked the CDNs down before the surge starts.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let f = if scenario == "fail" { fail } else { None };
+            let r = surge(p.addr, &origin, opts.rate, opts.secs, f).await;
+            report(target, scenario, &r);
+            p.stop().await;
+            server.abort();
         }
-        let f = if scenario == "fail" { fail } else { None };
-        let r = surge(addr, &origin, opts.rate, opts.secs, f).await;
-        report("nginx", scenario, &r);
-        let _ = nginx.kill();
-        let _ = nginx.wait();
-        server.abort();
     }
     Ok(())
 }
@@ -374,6 +342,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         max_age: 60,
         work: Duration::from_millis(5),
         nginx: false,
+        varnish: false,
         bin: child::default_bin(),
     };
     let mut it = args.iter().filter(|a| *a != "--bench");
@@ -385,6 +354,7 @@ fn options(args: &[String]) -> Result<Options, String> {
             "--max-age" => o.max_age = cli::number(a, &val()?)?,
             "--work-ms" => o.work = Duration::from_millis(cli::number(a, &val()?)?),
             "--nginx" => o.nginx = true,
+            "--varnish" => o.varnish = true,
             "--bin" => o.bin = PathBuf::from(val()?),
             other => return Err(format!("unknown argument {other:?}")),
         }
