@@ -133,7 +133,8 @@ impl std::fmt::Debug for Store {
 pub fn key(host: &str, path_and_query: &str) -> Box<str> {
     let host = crate::config::strip_port(host);
     let mut k = String::with_capacity(host.len() + path_and_query.len());
-    k.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+    k.push_str(host);
+    k.make_ascii_lowercase();
     k.push_str(path_and_query);
     k.into_boxed_str()
 }
